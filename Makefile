@@ -1,0 +1,39 @@
+# The few verbs a person needs. `make demo` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint format ui clean
+
+setup: .venv/.synced kafka-jars
+
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+.PHONY: kafka-jars
+kafka-jars: .venv/.synced
+	@$(UV) run --frozen python -m ingestion.local_kafka
+
+demo: setup
+	$(UV) run --frozen lakehouse demo
+
+test: setup
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint:
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+format:
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+ui: setup
+	$(UV) run --frozen lakehouse ui
+
+clean:
+	rm -rf data_lake/* .pytest_cache .ruff_cache

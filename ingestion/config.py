@@ -1,0 +1,114 @@
+"""Every setting the product reads from the environment, with its safe default, in one place.
+
+Everything the product writes at run time lives under one folder, ``LAKEHOUSE_HOME``
+(``data_lake/`` in the repository by default), so moving or wiping that folder moves or
+wipes the whole state: the lake, the quarantine, the progress ledger, the warehouse,
+Kafka's data and Dagster's home.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+DEFAULT_KAFKA_PORT = 9092
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    kafka_bootstrap: str | None  # an external cluster; None means the local broker
+    kafka_port: int
+    sensor_interval_s: int
+    batch_max_records: int
+    batch_max_bytes: int
+    record_max_bytes: int
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.home / "raw"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.raw_dir / "_ledger.sqlite"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.home / "locks"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        return self.home / "dbt" / "target"
+
+    @property
+    def dbt_log_dir(self) -> Path:
+        return self.home / "dbt" / "logs"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+
+def _recorded_port(home: Path) -> int:
+    """The port the local broker under this home was last started on (`lakehouse kafka start --port`)."""
+    try:
+        return int((home / "kafka" / "port").read_text().strip())
+    except (OSError, ValueError):
+        return DEFAULT_KAFKA_PORT
+
+
+def settings() -> Settings:
+    """Read the settings now (not at import), so tests and commands can change the environment first."""
+    home = Path(os.environ.get("LAKEHOUSE_HOME") or REPO_ROOT / "data_lake").expanduser().resolve()
+    return Settings(
+        home=home,
+        kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        kafka_port=_int("LAKEHOUSE_KAFKA_PORT", _recorded_port(home)),
+        sensor_interval_s=_int("LAKEHOUSE_SENSOR_INTERVAL_S", 120),
+        batch_max_records=_int("LAKEHOUSE_BATCH_MAX_RECORDS", 200_000),
+        batch_max_bytes=_int("LAKEHOUSE_BATCH_MAX_BYTES", 128 * 1024 * 1024),
+        record_max_bytes=_int("LAKEHOUSE_RECORD_MAX_BYTES", 1024 * 1024),
+    )
+
+
+def export_for_subprocesses(s: Settings | None = None) -> dict[str, str]:
+    """The environment that dbt, Dagster and the DuckDB shell need to find the same lake."""
+    s = s or settings()
+    # Derived from the home every time, so one process can move between homes (tests do).
+    os.environ["LAKEHOUSE_HOME"] = str(s.home)
+    os.environ["DAGSTER_HOME"] = str(s.dagster_home)
+    os.environ["DBT_TARGET_PATH"] = str(s.dbt_target_dir)
+    os.environ["DBT_LOG_PATH"] = str(s.dbt_log_dir)
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    return dict(os.environ)

@@ -1,0 +1,39 @@
+"""What a stream's records must look like: one contract type for every stream.
+
+A contract is data, not code: the topic, the Arrow schema of the declared fields, the
+fields a record cannot do without, and the field whose date places a record in the lake.
+The drain applies any contract the same way, so adding a stream never touches the drain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Contract:
+    stream: str
+    topic: str
+    schema: pa.Schema
+    required: tuple[str, ...] = ()
+    # The field whose date names the lake's hive partition; records without one (tombstones,
+    # streams whose records carry no time) fall back to the Kafka record timestamp.
+    event_time: str | None = None
+    description: str = ""
+    partitions: int = 1
+    # Names of the expectation suites (in expectations/<stream>/) that gate the raw table.
+    suites: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        missing = [name for name in self.required if name not in self.schema.names]
+        if missing:
+            raise ValueError(f"{self.topic}: required fields {missing} are not in the schema")
+        if self.event_time and self.event_time not in self.schema.names:
+            raise ValueError(f"{self.topic}: event_time {self.event_time!r} is not in the schema")
+
+    @property
+    def table_name(self) -> str:
+        """The topic as a SQL-friendly name: `cms.provider_services` -> `cms_provider_services`."""
+        return self.topic.replace(".", "_").replace("-", "_")

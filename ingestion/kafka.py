@@ -1,0 +1,127 @@
+"""Kafka client settings from the environment, and the few admin helpers the product needs.
+
+`KAFKA_BOOTSTRAP_SERVERS` points every command at an existing cluster; otherwise the local
+broker of `lakehouse kafka start` is used. Security settings pass through unchanged: every
+variable `KAFKA_SECURITY_*`, `KAFKA_SASL_*` or `KAFKA_SSL_*` becomes the librdkafka property
+of the same name in lower case with dots (`KAFKA_SASL_MECHANISM` -> `sasl.mechanism`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ingestion.config import settings
+
+_PASSTHROUGH_PREFIXES = ("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_")
+
+
+class BrokerUnreachable(RuntimeError):
+    pass
+
+
+def security_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    environ = os.environ if environ is None else environ
+    return {
+        name[len("KAFKA_") :].lower().replace("_", "."): value
+        for name, value in environ.items()
+        if name.startswith(_PASSTHROUGH_PREFIXES) and value
+    }
+
+
+def client_settings(**overrides: object) -> dict[str, object]:
+    conf: dict[str, object] = {"bootstrap.servers": settings().bootstrap_servers, **security_settings()}
+    conf.update(overrides)
+    return conf
+
+
+# librdkafka logs through Python logging (not straight to stderr), under this logger's name.
+_CLIENT_LOG = logging.getLogger("librdkafka")
+
+
+def admin() -> AdminClient:
+    return AdminClient(client_settings(), logger=_CLIENT_LOG)
+
+
+def producer(**overrides: object) -> Producer:
+    return Producer(
+        client_settings(
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                **overrides,
+            }
+        ),
+        logger=_CLIENT_LOG,
+    )
+
+
+def consumer(group_id: str, **overrides: object) -> Consumer:
+    return Consumer(
+        client_settings(
+            **{
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                **overrides,
+            }
+        ),
+        logger=_CLIENT_LOG,
+    )
+
+
+def wait_until_ready(timeout_s: float = 30.0) -> None:
+    """Block until the cluster answers a metadata request, or raise BrokerUnreachable."""
+    deadline = time.monotonic() + timeout_s
+    client = admin()
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client.list_topics(timeout=2)
+            return
+        except KafkaException as exc:
+            last_error = exc
+            time.sleep(0.5)
+    raise BrokerUnreachable(
+        f"no Kafka broker answers at {settings().bootstrap_servers} ({last_error}); "
+        "start one with `lakehouse kafka start` or set KAFKA_BOOTSTRAP_SERVERS"
+    )
+
+
+def ensure_topic(topic: str, partitions: int = 1) -> None:
+    """Create the topic if it does not exist (an existing topic is left as it is)."""
+    client = admin()
+    if topic in client.list_topics(timeout=10).topics:
+        return
+    futures = client.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    try:
+        futures[topic].result(timeout=30)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise
+
+
+def partitions_of(topic: str, client: Consumer | AdminClient) -> list[int]:
+    meta = client.list_topics(topic, timeout=10)
+    found = meta.topics.get(topic)
+    if found is None or found.error is not None:
+        return []
+    return sorted(found.partitions)
+
+
+def watermarks(topic: str, client: Consumer) -> dict[int, tuple[int, int]]:
+    """Per partition, the broker's (low, high) offsets: the first stored and the next to be written."""
+    return {
+        p: client.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+        for p in partitions_of(topic, client)
+    }

@@ -1,0 +1,240 @@
+"""The lake on disk: paths, atomic files, the progress ledger, the per-topic lock and recovery.
+
+The ledger (`raw/_ledger.sqlite`) is the source of truth for what the lake holds. A batch is
+committed by one SQLite transaction that records its offset range and its files; files are
+written beforehand under a `.pending` name that no reader's `*.parquet` glob matches, and are
+renamed into place only after the commit. A crash before the commit leaves pending files that
+recovery deletes (the range is read again); a crash after it leaves pending files that recovery
+publishes. So every Kafka offset is in the lake exactly once, whatever the moment of the crash.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingestion.config import Settings
+
+PENDING = ".pending"
+
+
+class TopicBusy(RuntimeError):
+    """Another drain of the same topic holds the lock."""
+
+
+class LedgerConflict(RuntimeError):
+    """A batch would overlap, or leave a hole before, what the ledger already holds."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    topic: str
+    partition: int
+    start: int  # first offset of the range
+    end: int  # one past the last offset of the range
+    rows: int
+    quarantined: int
+    tombstones: int
+    files: tuple[str, ...]  # relative to LAKEHOUSE_HOME
+    bytes: int
+    seconds: float
+    committed_at: float = field(default_factory=time.time)
+
+
+def data_file_name(partition: int, start: int, end: int) -> str:
+    """A name derived from the offset range, so a retried batch rebuilds the same file."""
+    return f"p{partition}-{start:012d}-{end:012d}.parquet"
+
+
+def topic_dir(root: Path, topic: str) -> Path:
+    return root / topic
+
+
+def write_pending(table: pa.Table, path: Path) -> int:
+    """Write a Parquet file under its pending name, durably; return its size in bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pending = path.with_name(path.name + PENDING)
+    pq.write_table(table, pending, compression="zstd", row_group_size=256 * 1024)
+    with open(pending, "rb+") as handle:
+        os.fsync(handle.fileno())
+    return pending.stat().st_size
+
+
+def publish(path: Path) -> None:
+    """Make a committed file visible to readers (idempotent)."""
+    pending = path.with_name(path.name + PENDING)
+    if pending.exists():
+        os.replace(pending, path)
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Ledger:
+    """What each topic partition has stored: committed offset ranges and their files."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._db.execute("pragma journal_mode=wal")
+        self._db.execute("pragma synchronous=full")
+        self._db.execute(
+            """
+            create table if not exists batches (
+                topic text not null,
+                partition integer not null,
+                start_offset integer not null,
+                end_offset integer not null,
+                rows integer not null,
+                quarantined integer not null,
+                tombstones integer not null,
+                files text not null,
+                bytes integer not null,
+                seconds real not null,
+                committed_at real not null,
+                primary key (topic, partition, start_offset)
+            )
+            """
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def progress(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset the next batch starts at (one past the last stored)."""
+        rows = self._db.execute(
+            "select partition, max(end_offset) from batches where topic = ? group by partition", (topic,)
+        )
+        return dict(rows.fetchall())
+
+    def commit(self, batch: Batch) -> None:
+        """The one atomic step that makes a batch part of the lake."""
+        self._db.execute("begin immediate")
+        try:
+            (stored_end,) = self._db.execute(
+                "select max(end_offset) from batches where topic = ? and partition = ?",
+                (batch.topic, batch.partition),
+            ).fetchone()
+            if stored_end is not None and batch.start != stored_end:
+                raise LedgerConflict(
+                    f"{batch.topic}[{batch.partition}]: batch starts at {batch.start} "
+                    f"but the lake holds offsets up to {stored_end}"
+                )
+            self._db.execute(
+                "insert into batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch.topic,
+                    batch.partition,
+                    batch.start,
+                    batch.end,
+                    batch.rows,
+                    batch.quarantined,
+                    batch.tombstones,
+                    json.dumps(list(batch.files)),
+                    batch.bytes,
+                    batch.seconds,
+                    batch.committed_at,
+                ),
+            )
+            self._db.execute("commit")
+        except BaseException:
+            self._db.execute("rollback")
+            raise
+
+    def batches(self, topic: str) -> list[Batch]:
+        rows = self._db.execute(
+            "select topic, partition, start_offset, end_offset, rows, quarantined, tombstones, files, bytes, "
+            "seconds, committed_at from batches where topic = ? order by partition, start_offset",
+            (topic,),
+        ).fetchall()
+        return [
+            Batch(t, p, s, e, r, q, tb, tuple(json.loads(f)), b, sec, at)
+            for t, p, s, e, r, q, tb, f, b, sec, at in rows
+        ]
+
+    def committed_files(self, topic: str) -> set[str]:
+        return {name for batch in self.batches(topic) for name in batch.files}
+
+
+@contextmanager
+def topic_lock(settings: Settings, topic: str, wait_s: float = 300.0) -> Iterator[None]:
+    """One drain per topic at a time; the lock dies with its process, so a killed drain never wedges it."""
+    settings.locks_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.locks_dir / f"{topic}.lock", "w") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TopicBusy(
+                        f"another drain of {topic!r} has been running for over {wait_s:.0f} s; try again later"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def recover(settings: Settings, ledger: Ledger, topic: str) -> tuple[int, int]:
+    """Finish what a crash interrupted: publish committed pending files, delete uncommitted ones.
+
+    Must be called under the topic lock. Returns (published, deleted).
+    """
+    committed = ledger.committed_files(topic)
+    published = deleted = 0
+    for root in (settings.raw_dir, settings.quarantine_dir):
+        folder = topic_dir(root, topic)
+        if not folder.exists():
+            continue
+        for pending in folder.rglob("*" + PENDING):
+            final = pending.with_name(pending.name[: -len(PENDING)])
+            if str(final.relative_to(settings.home)) in committed:
+                publish(final)
+                published += 1
+            else:
+                pending.unlink()
+                deleted += 1
+    return published, deleted
+
+
+def raw_glob(settings: Settings, topic: str) -> str:
+    return str(topic_dir(settings.raw_dir, topic) / "**" / "*.parquet")
+
+
+def read_raw(settings: Settings, topic: str, include_tombstones: bool = False):
+    """The committed raw rows of a topic as a pandas DataFrame (empty when nothing is stored yet)."""
+    import duckdb
+    import pandas as pd
+
+    if not any(topic_dir(settings.raw_dir, topic).rglob("*.parquet")):
+        return pd.DataFrame()
+    where = "" if include_tombstones else "where not coalesce(_tombstone, false)"
+    query = f"select * from read_parquet(?, hive_partitioning = true, union_by_name = true) {where}"
+    with duckdb.connect() as con:
+        return con.execute(query, [raw_glob(settings, topic)]).df()

@@ -1,0 +1,83 @@
+"""Send a stream's messages to Kafka: idempotent, rate-limited if asked, with a progress bar."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Iterable
+
+from tqdm import tqdm
+
+from ingestion import kafka
+from ingestion.contracts import Contract
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailed(RuntimeError):
+    pass
+
+
+def produce(
+    contract: Contract,
+    messages: Iterable[tuple[bytes | None, bytes | None]],
+    count: int | None = None,
+    rate: float | None = None,
+    progress: bool = True,
+) -> int:
+    """Send up to `count` messages (all of them when None) at most `rate` a second; return how many were sent.
+
+    Every message is acknowledged by the broker before this returns: the producer is flushed
+    on the way out, also after Ctrl-C.
+    """
+    kafka.wait_until_ready()
+    kafka.ensure_topic(contract.topic, contract.partitions)
+    client = kafka.producer()
+    failures: list[str] = []
+
+    def on_delivery(error, _message) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    source = messages if count is None else itertools.islice(messages, count)
+    bar = tqdm(
+        total=count,
+        unit=" msg",
+        desc=f"producing to {contract.topic}",
+        disable=not progress,
+        file=sys.stderr,
+        mininterval=0.5,
+    )
+    sent = 0
+    started = time.monotonic()
+    try:
+        for key, value in source:
+            while True:
+                try:
+                    client.produce(contract.topic, key=key, value=value, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    client.poll(0.05)
+            sent += 1
+            if sent % 1000 == 0:
+                client.poll(0)
+                bar.update(1000)
+            if rate:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    client.poll(0)
+                    time.sleep(ahead)
+    except KeyboardInterrupt:
+        log.info("interrupted: flushing what was sent")
+    finally:
+        client.flush()
+        bar.update(sent % 1000)
+        bar.close()
+    if failures:
+        raise DeliveryFailed(
+            f"{len(failures)} of {sent} messages were not delivered to {contract.topic}: {failures[0]}"
+        )
+    log.info("sent %d messages to %s in %.1f s", sent, contract.topic, time.monotonic() - started)
+    return sent

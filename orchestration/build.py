@@ -1,0 +1,63 @@
+"""`lakehouse build`: a stream's quality gates, then its dbt models, as the Dagster run does them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from expectations import SuiteOutcome, validate
+from ingestion.config import settings
+from ingestion.contracts import Contract
+from ingestion.lake import read_raw
+
+
+@dataclass
+class StreamBuild:
+    stream: str
+    gates: list[tuple[str, SuiteOutcome]] = field(default_factory=list)
+    dbt_ran: bool = False
+    dbt_succeeded: bool = False
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gates_passed(self) -> bool:
+        return all(outcome.success for _, outcome in self.gates)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.gates_passed and self.dbt_succeeded
+
+
+def run_gates(contracts: tuple[Contract, ...]) -> list[tuple[str, SuiteOutcome]]:
+    s = settings()
+    return [
+        (f"{c.topic}/{suite}", validate(read_raw(s, c.topic), c.stream, suite)) for c in contracts for suite in c.suites
+    ]
+
+
+def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
+    from orchestration.defs.dbt import dbt_project
+
+    result = StreamBuild(stream, gates=run_gates(contracts))
+    if not result.gates_passed:
+        return result
+    from dagster_dbt import DbtCliResource
+
+    selection = " ".join(f"source:raw.{c.table_name}+" for c in contracts)
+    invocation = DbtCliResource(project_dir=dbt_project()).cli(["build", "--select", selection], raise_on_error=False)
+    invocation.wait()
+    result.dbt_ran = True
+    result.dbt_succeeded = invocation.is_successful()
+    run_results = invocation.get_artifact("run_results.json")
+    manifest = invocation.get_artifact("manifest.json")
+    models = [
+        manifest["nodes"][r["unique_id"]]
+        for r in run_results["results"]
+        if r["unique_id"].startswith("model.") and r["status"] == "success"
+    ]
+    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+        for node in models:
+            (count,) = con.execute(f"select count(*) from {node['relation_name']}").fetchone()
+            result.row_counts[node["name"]] = count
+    return result

@@ -1,0 +1,197 @@
+"""The `lakehouse` command line: thin wrappers over `ingestion` and the Dagster definitions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import click
+
+from ingestion import local_kafka
+from ingestion.config import settings
+from ingestion.streams import STREAMS, contracts_for
+
+log = logging.getLogger("lakehouse")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # librdkafka retries transient broker errors itself; its warnings are noise at a terminal.
+    logging.getLogger("librdkafka").setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs, and full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Kafka topics to exactly-once Parquet, gated by Great Expectations, modelled by dbt on DuckDB."""
+    ctx.obj = {"verbose": verbose}
+    _setup_logging(verbose)
+
+
+# --- kafka -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def kafka() -> None:
+    """The local single-node Kafka broker (unused when KAFKA_BOOTSTRAP_SERVERS is set)."""
+
+
+@kafka.command("start")
+@click.option(
+    "--port", type=int, default=None, help="Broker port on 127.0.0.1 (default 9092, or LAKEHOUSE_KAFKA_PORT)."
+)
+def kafka_start(port: int | None) -> None:
+    """Resolve the Apache Kafka jars through Maven, start a KRaft broker and wait until it answers."""
+    s = settings()
+    if s.kafka_bootstrap:
+        click.echo(f"KAFKA_BOOTSTRAP_SERVERS is set: using {s.kafka_bootstrap}, starting nothing")
+        return
+    status = local_kafka.start(port=port)
+    click.echo(status.describe())
+    click.echo(status.bootstrap if port is None else f"127.0.0.1:{port}")
+
+
+@kafka.command("stop")
+def kafka_stop() -> None:
+    """Stop the broker started by `lakehouse kafka start`."""
+    click.echo("Kafka stopped" if local_kafka.stop() else "Kafka was not running")
+
+
+@kafka.command("status")
+def kafka_status() -> None:
+    """Say whether the local broker runs (exit status 1 if not)."""
+    s = settings()
+    if s.kafka_bootstrap:
+        click.echo(f"using the external cluster {s.kafka_bootstrap}")
+        return
+    status = local_kafka.status()
+    click.echo(status.describe())
+    sys.exit(0 if status.running else 1)
+
+
+# --- produce -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def produce() -> None:
+    """Send a stream's records to Kafka."""
+
+
+@produce.command("prices")
+@click.option("--count", type=int, default=5000, show_default=True, help="How many ticks to send.")
+@click.option("--forever", is_flag=True, help="Keep sending until Ctrl-C (ignores --count).")
+@click.option("--rate", type=float, default=None, help="At most this many messages a second.")
+@click.option("--seed", type=int, default=None, help="Random seed, for a repeatable stream.")
+def produce_prices(count: int, forever: bool, rate: float | None, seed: int | None) -> None:
+    """Stock price ticks of 5 symbols, key = symbol."""
+    from ingestion.produce import produce as send
+    from ingestion.streams import prices
+
+    sent = send(prices.CONTRACT, prices.ticks(seed=seed), count=None if forever else count, rate=rate)
+    click.echo(f"sent {sent} messages to {prices.CONTRACT.topic}")
+
+
+# --- drain, build --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("stream")
+def drain(stream: str) -> None:
+    """Store everything new on a stream's topics in the lake, exactly once (one micro-batch)."""
+    from ingestion.drain import drain as run_drain
+
+    for contract in contracts_for(stream):
+        report = run_drain(contract)
+        if not report.partitions:
+            click.echo(f"{contract.topic}: nothing new")
+        for p in report.partitions:
+            click.echo(
+                f"{contract.topic}[{p.partition}]: offsets {p.start}-{p.end}, {p.rows} rows, "
+                f"{p.quarantined} quarantined, {p.tombstones} tombstones, {len(p.files)} files, {p.seconds:.2f} s"
+            )
+
+
+@cli.command()
+@click.argument("stream", required=False)
+def build(stream: str | None) -> None:
+    """Run a stream's quality gates and dbt models once (all streams when none is named)."""
+    from orchestration.build import build_stream
+
+    failed = False
+    names = [stream] if stream else list(STREAMS)
+    for name in names:
+        contracts_for(name)  # a clear error for an unknown name
+        result = build_stream(name, STREAMS[name])
+        for suite, outcome in result.gates:
+            state = "passed" if outcome.success else f"FAILED: {outcome.failing_rows} of {outcome.row_count} rows"
+            click.echo(f"gate {suite}: {state}")
+            if not outcome.success:
+                click.echo(outcome.to_markdown())
+        if not result.gates_passed:
+            click.echo(f"{name}: dbt models not built, a quality gate failed")
+        for model, rows in result.row_counts.items():
+            click.echo(f"{model}: {rows} rows")
+        if result.dbt_ran and not result.dbt_succeeded:
+            click.echo(f"{name}: dbt build failed; see the log above")
+        failed |= not result.succeeded
+    sys.exit(1 if failed else 0)
+
+
+# --- ui, demo ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--port", type=int, default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def ui(port: int, host: str) -> None:
+    """Start the Dagster web UI and daemon (sensors, automation) until Ctrl-C or SIGTERM."""
+    from orchestration.dagster_home import start_dev, stop_dev
+
+    proc = start_dev(settings(), host=host, port=port)
+    signal.signal(signal.SIGTERM, lambda *_: stop_dev(proc))
+    click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        click.echo("stopping Dagster...")
+    finally:
+        stop_dev(proc)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Exit 0 as soon as the marts are built (for tests and CI).")
+@click.option("--count", type=int, default=5000, show_default=True, help="Prices to send.")
+@click.option("--port", type=int, default=3000, show_default=True, help="Dagster UI port.")
+def demo(once: bool, count: int, port: int) -> None:
+    """Start Kafka, send prices, run Dagster until the marts are built, print them."""
+    from orchestration import demo as demo_flow
+
+    demo_flow.run(once=once, count=count, port=port)
+
+
+def main() -> None:
+    """Entry point: known problems become one clear line, not a traceback (unless --verbose)."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if "-v" in sys.argv or "--verbose" in sys.argv:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        click.echo("(run with --verbose for details)", err=True)
+        sys.exit(1)

@@ -1,0 +1,77 @@
+"""Dagster's home under LAKEHOUSE_HOME, and `dagster dev` as a child process that stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from ingestion.config import REPO_ROOT, Settings, export_for_subprocesses
+
+# One pool, size 1, for every writer of the DuckDB warehouse (DuckDB allows one writing process).
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+run_queue:
+  max_concurrent_runs: 4
+"""
+
+
+def prepare_instance(s: Settings) -> Path:
+    """Write the instance settings into DAGSTER_HOME (under the lake home) and return that folder."""
+    export_for_subprocesses(s)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() or config.read_text() != DAGSTER_YAML:
+        config.write_text(DAGSTER_YAML)
+    return home
+
+
+def dev_command(host: str, port: int) -> list[str]:
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    # Without `env --default-signal`, `dagster dev` started from a non-interactive parent ignores SIGTERM.
+    return [
+        "env",
+        "--default-signal=INT,TERM",
+        dagster,
+        "dev",
+        "-m",
+        "orchestration.definitions",
+        "-h",
+        host,
+        "-p",
+        str(port),
+    ]
+
+
+def start_dev(s: Settings, host: str = "127.0.0.1", port: int = 3000, log_to: Path | None = None) -> subprocess.Popen:
+    prepare_instance(s)
+    out = open(log_to, "ab") if log_to else None  # noqa: SIM115 - the child owns it for its lifetime
+    return subprocess.Popen(
+        dev_command(host, port),
+        cwd=REPO_ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches us once; we pass it on
+    )
+
+
+def stop_dev(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """SIGINT (what Ctrl-C sends), then SIGKILL to the whole group after the timeout."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass

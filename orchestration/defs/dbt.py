@@ -1,0 +1,83 @@
+"""The dbt project as Dagster assets: keys and groups from the dbt folders, gated automation.
+
+Models are keyed by layer (`staging/stg_prices__ticks`, `marts/prices_symbol_stats`) and
+grouped by stream (the folder under the layer), so the UI shows each stream's lineage from
+its raw topic to its marts. Every writer of the warehouse runs in one pool of size 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from ingestion.config import REPO_ROOT, export_for_subprocesses, settings
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+# Build a model when its inputs changed, never while any blocking check on them fails.
+GATED_EAGER = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def dbt_project() -> DbtProject:
+    """The project, with its manifest parsed once per lake home (dbt's target folder lives there)."""
+    s = settings()
+    export_for_subprocesses(s)
+    return _project_for(s.dbt_target_dir)
+
+
+@cache
+def _project_for(target_dir: Path) -> DbtProject:
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, target_path=target_dir)
+    project.prepare_if_dev()
+    if not project.manifest_path.exists():
+        project.preparer.prepare(project)
+    return project
+
+
+class LakehouseTranslator(DagsterDbtTranslator):
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return super().get_asset_key(dbt_resource_props)
+        return dg.AssetKey([_layer(dbt_resource_props), dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn", [])
+        return fqn[2] if len(fqn) > 3 else super().get_group_name(dbt_resource_props)
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        return GATED_EAGER
+
+
+def _layer(props: Mapping[str, Any]) -> str:
+    fqn = props.get("fqn", [])
+    return fqn[1] if len(fqn) > 2 else "models"
+
+
+def dbt_models() -> dg.AssetsDefinition:
+    project = dbt_project()
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=LakehouseTranslator(),
+        pool=WAREHOUSE_POOL,
+        name="lakehouse_dbt_models",
+    )
+    def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+        yield from dbt.cli(["build"], context=context).stream()
+
+    return _models
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(
+        assets=[dbt_models()],
+        resources={"dbt": DbtCliResource(project_dir=dbt_project())},
+    )

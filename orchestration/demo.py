@@ -1,0 +1,115 @@
+"""`lakehouse demo`: the whole product on the embedded defaults, from an empty lake to printed marts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from ingestion import local_kafka
+from ingestion.config import settings
+from ingestion.produce import produce
+from ingestion.streams import prices
+from orchestration.dagster_home import start_dev, stop_dev
+
+log = logging.getLogger(__name__)
+
+SHOWCASE = ("marts", "prices_symbol_stats")
+DEMO_SENSOR_INTERVAL_S = "10"  # the demo should not make a new user wait two minutes for the first tick
+
+
+class DemoFailed(RuntimeError):
+    pass
+
+
+def _latest_build(instance, key: tuple[str, ...], since: float) -> bool:
+    import dagster as dg
+
+    event = instance.get_latest_materialization_event(dg.AssetKey(list(key)))
+    return event is not None and event.timestamp >= since
+
+
+def _failed_runs(instance, since: float) -> list[str]:
+    import dagster as dg
+
+    runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_after=_utc(since)))
+    return [run.run_id for run in runs]
+
+
+def _utc(ts: float):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _query_when_free(path: Path, sql: str, timeout_s: float = 60.0) -> pd.DataFrame:
+    """Read the warehouse; a build holding its write lock only makes us wait a moment."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with duckdb.connect(str(path), read_only=True) as con:
+                return con.execute(sql).df()
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def wait_for_marts(instance, since: float, timeout_s: float, ui: object) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not _latest_build(instance, SHOWCASE, since):
+        if getattr(ui, "poll", lambda: None)() is not None:
+            raise DemoFailed("Dagster stopped unexpectedly; see its log under LAKEHOUSE_HOME/dagster/dev.log")
+        failed = _failed_runs(instance, since)
+        if failed:
+            raise DemoFailed(f"run {failed[0]} failed; open the Dagster UI to see which step and why")
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"the marts were not built within {timeout_s:.0f} s; see the Dagster UI")
+        time.sleep(2)
+
+
+def run(once: bool, count: int = 5000, port: int = 3000, timeout_s: float = 900.0) -> None:
+    import dagster as dg
+
+    os.environ.setdefault("LAKEHOUSE_SENSOR_INTERVAL_S", DEMO_SENSOR_INTERVAL_S)
+    s = settings()
+    started_kafka = False
+    if s.kafka_bootstrap:
+        print(f"Using the Kafka cluster at {s.kafka_bootstrap}")
+    else:
+        started_kafka = not local_kafka.status().running
+        print(local_kafka.start().describe())
+    ui = None
+    try:
+        since = time.time()
+        sent = produce(prices.CONTRACT, prices.ticks(), count=count)
+        print(f"Sent {sent} prices to topic `prices`.")
+        log_file = s.dagster_home / "dev.log"
+        s.dagster_home.mkdir(parents=True, exist_ok=True)
+        ui = start_dev(s, port=port, log_to=log_file)
+        print(f"Dagster is starting at http://127.0.0.1:{port} (log: {log_file}); waiting for the sensor's run...")
+        instance = dg.DagsterInstance.from_config(str(s.dagster_home))
+        wait_for_marts(instance, since, timeout_s, ui)
+        stats = _query_when_free(s.warehouse_path, "select * from prices_symbol_stats order by symbol")
+        print("\nprices_symbol_stats\n" + stats.to_string(index=False))
+        outliers = _query_when_free(s.warehouse_path, "select count(*) as n from prices_outliers")
+        print(f"\nprices_outliers: {int(outliers.n[0])} ticks more than 3 standard deviations from their mean")
+        print(f"\nDagster UI: http://127.0.0.1:{port}   (runs, lineage, checks)")
+        if once:
+            return
+        print("Running; the sensor drains new data every few seconds. Ctrl-C stops Dagster and Kafka.")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            ui.wait()
+        except KeyboardInterrupt:
+            print("\nStopping...")
+    finally:
+        if ui is not None:
+            stop_dev(ui)
+        if started_kafka:
+            local_kafka.stop()

@@ -1,0 +1,104 @@
+"""Shared fixtures: one real Kafka broker for the session, and a fresh lake home per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port_pair() -> int:
+    """A port p with p and p + 1 free on 127.0.0.1 (the broker and its controller)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port + 1)) != 0 and port < 65000:
+                return port
+    raise RuntimeError("no free port pair found")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node Apache Kafka broker, started by the product's own `local_kafka`."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    from ingestion import local_kafka
+
+    home = tmp_path_factory.mktemp("broker-home")
+    port = free_port_pair()
+    saved = {k: os.environ.get(k) for k in ("LAKEHOUSE_HOME", "LAKEHOUSE_KAFKA_PORT")}
+    os.environ["LAKEHOUSE_HOME"] = str(home)
+    os.environ["LAKEHOUSE_KAFKA_PORT"] = str(port)
+    try:
+        local_kafka.start()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    yield f"127.0.0.1:{port}"
+    os.environ["LAKEHOUSE_HOME"] = str(home)
+    os.environ["LAKEHOUSE_KAFKA_PORT"] = str(port)
+    local_kafka.stop()
+
+
+@pytest.fixture
+def lake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty LAKEHOUSE_HOME for one test; settings derived from it (Dagster, dbt) follow."""
+    home = tmp_path / "lake"
+    home.mkdir()
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
+    for name in ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    from ingestion.config import export_for_subprocesses
+
+    export_for_subprocesses()
+    for name in ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
+        monkeypatch.setenv(name, os.environ[name])  # restored after the test
+    return home
+
+
+@pytest.fixture
+def kafka_env(kafka_bootstrap: str, lake_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point every client of the product at the session broker, with a fresh lake."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    return kafka_bootstrap
+
+
+def recreate_topics(bootstrap: str, *topics: str, partitions: int = 3) -> None:
+    """Delete and create topics so that a test starts from offset 0 on an empty log."""
+    from confluent_kafka.admin import NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    doomed = [t for t in topics if t in existing]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=30).values():
+            future.result()
+        deadline = time.monotonic() + 30
+        while set(doomed) & set(admin.list_topics(timeout=10).topics):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics {doomed} were not deleted")
+            time.sleep(0.2)
+    deadline = time.monotonic() + 30
+    while True:
+        futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics])
+        try:
+            for future in futures.values():
+                future.result()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -1,0 +1,40 @@
+"""`lakehouse demo --once`: from an empty lake, its own Kafka and Dagster, to the printed marts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port_pair
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_demo_starts_everything_builds_the_prices_marts_prints_them_and_stops_everything(tmp_path):
+    kafka_port = free_port_pair()
+    ui_port = free_port_pair()
+    env = {
+        **os.environ,
+        "LAKEHOUSE_HOME": str(tmp_path),
+        "LAKEHOUSE_KAFKA_PORT": str(kafka_port),
+        "LAKEHOUSE_SENSOR_INTERVAL_S": "5",
+    }
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
+        env.pop(name, None)
+    lakehouse = str(Path(sys.executable).with_name("lakehouse"))
+    result = subprocess.run(
+        [lakehouse, "demo", "--once", "--port", str(ui_port)], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "Sent 5000 prices" in out
+    assert "prices_symbol_stats" in out
+    for symbol in ("AAPL", "MSFT", "GOOG", "AMZN", "TSLA"):
+        assert symbol in out
+    assert f"http://127.0.0.1:{ui_port}" in out
+    assert not (tmp_path / "kafka" / "broker.pid").exists()  # the demo stopped the broker it started
+    assert list((tmp_path / "raw" / "prices").rglob("*.parquet"))

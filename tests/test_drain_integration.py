@@ -1,0 +1,87 @@
+"""The drain on a real broker: every produced record lands once, and a second drain adds nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from confluent_kafka import Producer
+
+from tests.conftest import recreate_topics
+
+pytestmark = pytest.mark.integration
+
+LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
+
+
+def send_independently(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
+    """A plain confluent-kafka producer, sharing no code with the product."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i, value in enumerate(values):
+        producer.produce(topic, key=f"k{i % 7}".encode(), value=value)
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def lakehouse(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=300)
+
+
+def lake_rows(home: Path, topic: str) -> tuple[int, int]:
+    glob = str(home / "raw" / topic / "**" / "*.parquet")
+    return duckdb.sql(
+        f"select count(*), count(distinct (_partition, _offset)) from read_parquet('{glob}', hive_partitioning = true)"
+    ).fetchone()
+
+
+def test_five_thousand_prices_drain_into_five_thousand_distinct_rows_and_a_second_drain_adds_nothing(
+    kafka_env, lake_home
+):
+    recreate_topics(kafka_env, "prices")
+    values = [
+        json.dumps({"ts": f"2021-03-10 16:{i // 600:02d}:{i % 60:02d}.000", "symbol": "AAPL", "price": 100 + i % 50})
+        .encode()
+        for i in range(5000)
+    ]
+    send_independently(kafka_env, "prices", values)
+
+    first = lakehouse("drain", "prices")
+    assert first.returncode == 0, first.stderr
+    assert "prices[0]: offsets 0-" in first.stdout
+    assert lake_rows(lake_home, "prices") == (5000, 5000)
+
+    second = lakehouse("drain", "prices")
+    assert second.returncode == 0, second.stderr
+    assert "nothing new" in second.stdout
+    assert lake_rows(lake_home, "prices") == (5000, 5000)
+
+
+def test_poison_records_and_tombstones_neither_stop_the_drain_nor_vanish(kafka_env, lake_home):
+    recreate_topics(kafka_env, "prices", partitions=1)
+    good = json.dumps({"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 238.32}).encode()
+    send_independently(kafka_env, "prices", [good, b"{broken", None, good, b'{"symbol": "AAPL"}'])
+
+    result = lakehouse("drain", "prices")
+    assert result.returncode == 0, result.stderr
+    assert "2 quarantined, 1 tombstones" in result.stdout
+    stored = duckdb.sql(
+        f"select _offset, _tombstone from read_parquet('{lake_home}/raw/prices/**/*.parquet') order by 1"
+    ).fetchall()
+    quarantined = duckdb.sql(
+        f"select _offset, reason from read_parquet('{lake_home}/quarantine/prices/*.parquet') order by 1"
+    ).fetchall()
+    assert stored == [(0, False), (2, True), (3, False)]
+    assert [offset for offset, _ in quarantined] == [1, 4]
+    assert quarantined[1][1] == "required field missing: ts, price"
+
+
+def test_an_unknown_stream_is_one_clear_line_not_a_traceback(kafka_env, lake_home):
+    result = lakehouse("drain", "bitcoin")
+    assert result.returncode != 0
+    assert "unknown stream or topic 'bitcoin'" in result.stderr
+    assert "Traceback" not in result.stderr
