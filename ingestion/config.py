@@ -9,6 +9,7 @@ Kafka's data and Dagster's home.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,11 @@ def export_for_subprocesses(s: Settings | None = None) -> dict[str, str]:
     os.environ["DAGSTER_HOME"] = str(s.dagster_home)
     os.environ["DBT_TARGET_PATH"] = str(s.dbt_target_dir)
     os.environ["DBT_LOG_PATH"] = str(s.dbt_log_dir)
+    os.environ.setdefault("DBT_PROFILES_DIR", str(REPO_ROOT / "dbt_project"))
+    # dbt, dagster and duckdb are console scripts beside this interpreter; callers need not activate the venv.
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")

@@ -37,15 +37,13 @@ def run_gates(contracts: tuple[Contract, ...]) -> list[tuple[str, SuiteOutcome]]
 
 
 def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
-    from orchestration.defs.dbt import dbt_project
+    from orchestration.defs.dbt import dbt_resource
 
     result = StreamBuild(stream, gates=run_gates(contracts))
     if not result.gates_passed:
         return result
-    from dagster_dbt import DbtCliResource
-
     selection = " ".join(f"source:raw.{c.table_name}+" for c in contracts)
-    invocation = DbtCliResource(project_dir=dbt_project()).cli(["build", "--select", selection], raise_on_error=False)
+    invocation = dbt_resource().cli(["build", "--select", selection], raise_on_error=False)
     invocation.wait()
     result.dbt_ran = True
     result.dbt_succeeded = invocation.is_successful()

@@ -5,8 +5,6 @@ grouped by stream (the folder under the layer), so the UI shows each stream's li
 its raw topic to its marts. Every writer of the warehouse runs in one pool of size 1.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -54,6 +52,10 @@ class LakehouseTranslator(DagsterDbtTranslator):
         return GATED_EAGER
 
 
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=dbt_project())
+
+
 def _layer(props: Mapping[str, Any]) -> str:
     fqn = props.get("fqn", [])
     return fqn[1] if len(fqn) > 2 else "models"
@@ -79,5 +81,5 @@ def dbt_models() -> dg.AssetsDefinition:
 def defs() -> dg.Definitions:
     return dg.Definitions(
         assets=[dbt_models()],
-        resources={"dbt": DbtCliResource(project_dir=dbt_project())},
+        resources={"dbt": dbt_resource()},
     )

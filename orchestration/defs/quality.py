@@ -5,8 +5,6 @@ of those models keeps them from being built later until the check passes again: 
 never reaches a mart.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 
 from expectations import validate

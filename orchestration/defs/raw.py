@@ -6,9 +6,10 @@ drain itself refuses to overlap what is stored), and the stream's dbt models fol
 same run behind the blocking quality checks.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Dagster reads the run config's type from the
+# asset function's annotations at definition time, and cannot resolve them as strings.
 import hashlib
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from confluent_kafka import KafkaException
@@ -19,6 +20,9 @@ from ingestion.contracts import Contract
 from ingestion.drain import DrainReport, OffsetRange, drain, pending_ranges
 from ingestion.kafka import BrokerUnreachable
 from ingestion.streams import STREAMS
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 STREAM_TAG = "lakehouse/stream"
 PLAN_TAG = "lakehouse/plan"
@@ -138,7 +142,7 @@ def drain_sensor(stream: str, contracts: tuple[Contract, ...]) -> dg.SensorDefin
     return _sensor
 
 
-def pipeline_job(stream: str, contracts: tuple[Contract, ...]) -> dg.UnresolvedAssetJobDefinition:
+def pipeline_job(stream: str, contracts: tuple[Contract, ...]) -> "UnresolvedAssetJobDefinition":
     raw_keys = [raw_asset_key(c) for c in contracts]
     return dg.define_asset_job(
         pipeline_job_name(stream),

@@ -1,0 +1,24 @@
+with
+
+source as (
+
+    select * from {{ source('raw', 'prices') }}
+
+),
+
+ticks as (
+
+    select
+        cast(ts as timestamp) as ts,
+        cast(symbol as varchar) as symbol,
+        cast(price as double) as price,
+        cast(_partition as integer) as kafka_partition,
+        cast(_offset as bigint) as kafka_offset,
+        cast(_timestamp as timestamptz) as kafka_timestamp
+
+    from source
+    where not coalesce(_tombstone, false)
+
+)
+
+select * from ticks
