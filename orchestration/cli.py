@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 
 import click
@@ -152,10 +151,10 @@ def build(stream: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 def ui(port: int, host: str) -> None:
     """Start the Dagster web UI and daemon (sensors, automation) until Ctrl-C or SIGTERM."""
-    from orchestration.dagster_home import start_dev, stop_dev
+    from orchestration.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
 
+    interrupt_on_sigterm()
     proc = start_dev(settings(), host=host, port=port)
-    signal.signal(signal.SIGTERM, lambda *_: stop_dev(proc))
     click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
     try:
         proc.wait()

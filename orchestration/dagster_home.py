@@ -63,6 +63,19 @@ def start_dev(s: Settings, host: str = "127.0.0.1", port: int = 3000, log_to: Pa
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_sigterm() -> None:
+    """Treat SIGTERM as Ctrl-C, so one `finally` stops the children either way.
+
+    Stopping the children inside the handler would deadlock: the main thread is in
+    `Popen.wait()`, holding the lock a second wait needs.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def stop_dev(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
     """SIGINT (what Ctrl-C sends), then SIGKILL to the whole group after the timeout."""
     if proc.poll() is not None:

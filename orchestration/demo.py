@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ingestion import local_kafka
 from ingestion.config import settings
 from ingestion.produce import produce
 from ingestion.streams import prices
-from orchestration.dagster_home import start_dev, stop_dev
+from orchestration.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def run(once: bool, count: int = 5000, port: int = 3000, timeout_s: float = 900.
         if once:
             return
         print("Running; the sensor drains new data every few seconds. Ctrl-C stops Dagster and Kafka.")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        interrupt_on_sigterm()
         try:
             ui.wait()
         except KeyboardInterrupt:

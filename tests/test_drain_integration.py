@@ -44,8 +44,9 @@ def test_five_thousand_prices_drain_into_five_thousand_distinct_rows_and_a_secon
 ):
     recreate_topics(kafka_env, "prices")
     values = [
-        json.dumps({"ts": f"2021-03-10 16:{i // 600:02d}:{i % 60:02d}.000", "symbol": "AAPL", "price": 100 + i % 50})
-        .encode()
+        json.dumps(
+            {"ts": f"2021-03-10 16:{i // 600:02d}:{i % 60:02d}.000", "symbol": "AAPL", "price": 100 + i % 50}
+        ).encode()
         for i in range(5000)
     ]
     send_independently(kafka_env, "prices", values)

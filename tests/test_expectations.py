@@ -35,9 +35,7 @@ def test_good_ticks_pass():
 
 
 def test_a_negative_price_an_unknown_symbol_and_a_null_price_fail_with_a_sample_of_the_rows():
-    outcome = validate(
-        ticks(("AAPL", 238.32), ("AAPL", -5.0), ("XXX", 10.0), ("MSFT", None)), "prices", "raw_prices"
-    )
+    outcome = validate(ticks(("AAPL", 238.32), ("AAPL", -5.0), ("XXX", 10.0), ("MSFT", None)), "prices", "raw_prices")
     assert not outcome.success
     assert outcome.failing_rows == 3
     assert outcome.failing_sample["_offset"].tolist() == [1, 2, 3]
