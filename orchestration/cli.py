@@ -149,13 +149,20 @@ def build(stream: str | None) -> None:
 @cli.command()
 @click.option("--port", type=int, default=3000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-def ui(port: int, host: str) -> None:
+@click.option(
+    "--only",
+    type=click.Choice(["webserver", "daemon"]),
+    default=None,
+    help="Run just the webserver or just the daemon (one per container, as docker-compose does).",
+)
+def ui(port: int, host: str, only: str | None) -> None:
     """Start the Dagster web UI and daemon (sensors, automation) until Ctrl-C or SIGTERM."""
     from orchestration.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
 
     interrupt_on_sigterm()
-    proc = start_dev(settings(), host=host, port=port)
-    click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    proc = start_dev(settings(), host=host, port=port, only=only)
+    what = "Dagster daemon running" if only == "daemon" else f"Dagster UI at http://{host}:{port}"
+    click.echo(f"{what} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
     try:
         proc.wait()
     except KeyboardInterrupt:

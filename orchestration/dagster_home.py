@@ -33,28 +33,25 @@ def prepare_instance(s: Settings) -> Path:
     return home
 
 
-def dev_command(host: str, port: int) -> list[str]:
-    dagster = str(Path(sys.executable).with_name("dagster"))
+def dev_command(host: str, port: int, only: str | None = None) -> list[str]:
+    """`dagster dev` (webserver and daemon), or just one of them for a container of its own."""
+    scripts = Path(sys.executable).parent
+    location = ["-m", "orchestration.definitions"]
+    if only == "webserver":
+        return [str(scripts / "dagster-webserver"), *location, "-h", host, "-p", str(port)]
+    if only == "daemon":
+        return [str(scripts / "dagster-daemon"), "run", *location]
     # Without `env --default-signal`, `dagster dev` started from a non-interactive parent ignores SIGTERM.
-    return [
-        "env",
-        "--default-signal=INT,TERM",
-        dagster,
-        "dev",
-        "-m",
-        "orchestration.definitions",
-        "-h",
-        host,
-        "-p",
-        str(port),
-    ]
+    return ["env", "--default-signal=INT,TERM", str(scripts / "dagster"), "dev", *location, "-h", host, "-p", str(port)]
 
 
-def start_dev(s: Settings, host: str = "127.0.0.1", port: int = 3000, log_to: Path | None = None) -> subprocess.Popen:
+def start_dev(
+    s: Settings, host: str = "127.0.0.1", port: int = 3000, log_to: Path | None = None, only: str | None = None
+) -> subprocess.Popen:
     prepare_instance(s)
     out = open(log_to, "ab") if log_to else None  # noqa: SIM115 - the child owns it for its lifetime
     return subprocess.Popen(
-        dev_command(host, port),
+        dev_command(host, port, only),
         cwd=REPO_ROOT,
         stdout=out,
         stderr=subprocess.STDOUT if out else None,
