@@ -21,6 +21,7 @@ from ingestion import kafka, lake
 from ingestion.config import Settings
 from ingestion.config import settings as current_settings
 from ingestion.contracts import Contract
+from ingestion.failpoints import failpoint
 from ingestion.parse import RawBatch, event_dates, parse
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def _write_batch(
             path = lake.topic_dir(s.raw_dir, contract.topic) / f"date={day.isoformat()}" / name
             written += lake.write_pending(part, path)
             files.append(str(path.relative_to(s.home)))
+            failpoint("while-writing")
     if quarantine.num_rows:
         path = lake.topic_dir(s.quarantine_dir, contract.topic) / name
         written += lake.write_pending(quarantine, path)
@@ -200,7 +202,9 @@ def _drain_partition(
         batch_started = time.monotonic()
         parsed = parse(_raw_batch(contract.topic, r.partition, messages), contract, s.record_max_bytes)
         piece = OffsetRange(r.partition, start, end)
+        failpoint("before-write")
         files, written = _write_batch(contract, parsed.table, parsed.quarantine, piece, s)
+        failpoint("after-files")
         batch = lake.Batch(
             topic=contract.topic,
             partition=r.partition,
@@ -214,8 +218,10 @@ def _drain_partition(
             seconds=time.monotonic() - batch_started,
         )
         ledger.commit(batch)
+        failpoint("after-commit")
         for name in files:
             lake.publish(s.home / name)
+        failpoint("after-publish")
         _mirror_commit(consumer, contract.topic, r.partition, end)
         report.rows += batch.rows
         report.quarantined += batch.quarantined

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping
 
@@ -40,8 +41,27 @@ def client_settings(**overrides: object) -> dict[str, object]:
     return conf
 
 
+class _Repeats(logging.Filter):
+    """Let a message through once per interval: an unreachable broker makes librdkafka repeat
+    the same connection error on every reconnect, which buries the one line that matters."""
+
+    def __init__(self, interval_s: float = 60.0):
+        super().__init__()
+        self.interval_s = interval_s
+        self._last_seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = re.sub(r"\d+ms|#consumer-\d+|#producer-\d+", "", record.getMessage())
+        now = time.monotonic()
+        if now - self._last_seen.get(message, -self.interval_s) < self.interval_s:
+            return False
+        self._last_seen[message] = now
+        return True
+
+
 # librdkafka logs through Python logging (not straight to stderr), under this logger's name.
 _CLIENT_LOG = logging.getLogger("librdkafka")
+_CLIENT_LOG.addFilter(_Repeats())
 
 
 def admin() -> AdminClient:
