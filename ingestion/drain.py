@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -196,45 +197,72 @@ def _write_batch(
 def _drain_partition(
     consumer: Consumer, ledger: lake.Ledger, contract: Contract, r: OffsetRange, s: Settings, stall_timeout_s: float
 ) -> PartitionReport:
+    """Read batches on this thread while a writer thread parses, writes and commits the previous one.
+
+    Parsing and writing release the GIL, so on two cores reading and writing overlap. At most one
+    batch waits for the writer, so memory holds two batches at most, whatever the backlog; the
+    writer commits batches in order, so the ledger stays contiguous.
+    """
     report = PartitionReport(r.partition, r.start, r.end)
     started = time.monotonic()
-    for start, end, messages in _read_range(consumer, contract.topic, r, s, stall_timeout_s):
-        batch_started = time.monotonic()
-        parsed = parse(_raw_batch(contract.topic, r.partition, messages), contract, s.record_max_bytes)
-        piece = OffsetRange(r.partition, start, end)
-        failpoint("before-write")
-        files, written = _write_batch(contract, parsed.table, parsed.quarantine, piece, s)
-        failpoint("after-files")
-        batch = lake.Batch(
-            topic=contract.topic,
-            partition=r.partition,
-            start=start,
-            end=end,
-            rows=parsed.rows - parsed.tombstones,
-            quarantined=parsed.quarantine.num_rows,
-            tombstones=parsed.tombstones,
-            files=tuple(files),
-            bytes=written,
-            seconds=time.monotonic() - batch_started,
-        )
-        ledger.commit(batch)
-        failpoint("after-commit")
-        for name in files:
-            lake.publish(s.home / name)
-        failpoint("after-publish")
-        _mirror_commit(consumer, contract.topic, r.partition, end)
-        report.rows += batch.rows
-        report.quarantined += batch.quarantined
-        report.tombstones += batch.tombstones
-        report.files.extend(files)
-        report.bytes += written
-        report.batches += 1
-        log.info(
-            "%s[%d]: offsets %d-%d, %d rows, %d quarantined, %d files, %.2f s",
-            contract.topic, r.partition, start, end, batch.rows, batch.quarantined, len(files), batch.seconds,
-        )  # fmt: skip
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"drain-{r.partition}") as writer:
+        in_flight: Future | None = None
+        for start, end, messages in _read_range(consumer, contract.topic, r, s, stall_timeout_s):
+            raw = _raw_batch(contract.topic, r.partition, messages)
+            del messages
+            if in_flight is not None:
+                in_flight.result()
+            piece = OffsetRange(r.partition, start, end)
+            in_flight = writer.submit(_store_batch, consumer, ledger, contract, raw, piece, s, report)
+        if in_flight is not None:
+            in_flight.result()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _store_batch(
+    consumer: Consumer,
+    ledger: lake.Ledger,
+    contract: Contract,
+    raw: RawBatch,
+    piece: OffsetRange,
+    s: Settings,
+    report: PartitionReport,
+) -> None:
+    batch_started = time.monotonic()
+    parsed = parse(raw, contract, s.record_max_bytes)
+    failpoint("before-write")
+    files, written = _write_batch(contract, parsed.table, parsed.quarantine, piece, s)
+    failpoint("after-files")
+    batch = lake.Batch(
+        topic=contract.topic,
+        partition=piece.partition,
+        start=piece.start,
+        end=piece.end,
+        rows=parsed.rows - parsed.tombstones,
+        quarantined=parsed.quarantine.num_rows,
+        tombstones=parsed.tombstones,
+        files=tuple(files),
+        bytes=written,
+        seconds=time.monotonic() - batch_started,
+    )
+    ledger.commit(batch)
+    failpoint("after-commit")
+    for name in files:
+        lake.publish(s.home / name)
+    failpoint("after-publish")
+    _mirror_commit(consumer, contract.topic, piece.partition, piece.end)
+    report.rows += batch.rows
+    report.quarantined += batch.quarantined
+    report.tombstones += batch.tombstones
+    report.files.extend(files)
+    report.bytes += written
+    report.batches += 1
+    log.info(
+        "%s[%d]: offsets %d-%d, %d rows, %d quarantined, %d files, %.2f s",
+        contract.topic, piece.partition, piece.start, piece.end, batch.rows, batch.quarantined, len(files),
+        batch.seconds,
+    )  # fmt: skip
 
 
 def _mirror_commit(consumer: Consumer, topic: str, partition: int, end: int) -> None:

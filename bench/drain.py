@@ -1,0 +1,258 @@
+"""How close the drain comes to the broker's own speed, against a naive drain, in one run.
+
+    uv run python bench/drain.py [--records 1000000] [--partitions 3]
+
+Produces N CMS-like JSON records (about 400 bytes each) into a fresh topic, then reads the whole
+topic with each contender in a child process of its own, on the same broker:
+
+  a. limit  - a bare confluent-kafka consume loop that only touches the bytes
+  b. kcat   - `kcat -C ... -e` to /dev/null (where Debian's kcat is installed)
+  c. naive  - json.loads per message into dicts, a pandas DataFrame, to_parquet per batch
+  d. drain  - this product's drain (ingestion.drain), exactly once into a fresh lake
+
+and prints records/s, MB/s and peak RSS of each, with the ratios d/a and d/c. It uses the broker
+at KAFKA_BOOTSTRAP_SERVERS, or starts a local one of its own in a temporary LAKEHOUSE_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import pyarrow as pa  # noqa: E402
+
+from ingestion.contracts import Contract  # noqa: E402
+
+TOPIC = "bench.cms"
+BATCH = 200_000
+
+CONTRACT = Contract(
+    stream="bench",
+    topic=TOPIC,
+    schema=pa.schema([pa.field("npi", pa.string()), pa.field("hcpcs_code", pa.string())]),
+    required=("npi", "hcpcs_code"),
+    partitions=3,
+)
+
+STATES = ["AL", "AK", "AZ", "CA", "CO", "FL", "GA", "IL", "MD", "NY", "OH", "PA", "TX", "WA"]
+TYPES = ["Internal Medicine", "Family Practice", "Cardiology", "Dermatology", "Diagnostic Radiology"]
+
+
+def cms_like(i: int, rng: random.Random) -> bytes:
+    """A record shaped like the CMS legacy layout: every value a string, about 400 bytes."""
+    allowed = rng.uniform(20, 300)
+    return json.dumps(
+        {
+            "npi": f"{1000000000 + rng.randrange(900000):010d}",
+            "nppes_provider_last_org_name": rng.choice(["SMITH", "JOHNSON", "WILLIAMS", "GARCIA"]),
+            "nppes_provider_gender": rng.choice("MF"),
+            "nppes_provider_zip": f"{rng.randrange(100000):05d}",
+            "nppes_provider_state": rng.choice(STATES),
+            "provider_type": rng.choice(TYPES),
+            "place_of_service": rng.choice("FO"),
+            "hcpcs_code": f"{99200 + rng.randrange(100)}",
+            "hcpcs_description": "Office visit",
+            "line_srvc_cnt": str(rng.randrange(11, 500)),
+            "bene_unique_cnt": str(rng.randrange(11, 300)),
+            "average_Medicare_allowed_amt": f"{allowed:.2f}",
+            "average_submitted_chrg_amt": f"{allowed * rng.uniform(2, 5):.2f}",
+            "average_Medicare_payment_amt": f"{allowed * 0.8:.2f}",
+            "seq": i,
+        }
+    ).encode()
+
+
+def produce(bootstrap: str, records: int) -> int:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    if TOPIC in admin.list_topics(timeout=10).topics:
+        admin.delete_topics([TOPIC])[TOPIC].result()
+        while TOPIC in admin.list_topics(timeout=10).topics:
+            time.sleep(0.2)
+    while True:
+        try:
+            admin.create_topics([NewTopic(TOPIC, CONTRACT.partitions, 1)])[TOPIC].result()
+            break
+        except Exception:
+            time.sleep(0.5)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1 << 20})
+    rng = random.Random(1)
+    total = 0
+    for i in range(records):
+        value = cms_like(i, rng)
+        total += len(value)
+        while True:
+            try:
+                producer.produce(TOPIC, key=str(i).encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return total
+
+
+# --- contenders, each run in a child process: `bench/drain.py --contender NAME` --------------------
+
+
+def _consumer(bootstrap: str):
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time()}", "enable.partition.eof": True}
+    )
+    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(CONTRACT.partitions)])
+    return consumer
+
+
+def _batches(bootstrap: str):
+    consumer = _consumer(bootstrap)
+    at_end: set[int] = set()
+    while len(at_end) < CONTRACT.partitions:
+        messages = consumer.consume(num_messages=10_000, timeout=1)
+        good = []
+        for m in messages:
+            if m.error():
+                at_end.add(m.partition())
+            else:
+                good.append(m)
+        if good:
+            yield good
+    consumer.close()
+
+
+def contender_limit(bootstrap: str) -> int:
+    count = 0
+    for messages in _batches(bootstrap):
+        for m in messages:
+            count += len(m.value()) > 0
+    return count
+
+
+def contender_naive(bootstrap: str) -> int:
+    import pandas as pd
+
+    out = Path(tempfile.mkdtemp(prefix="naive-"))
+    rows: list[dict] = []
+    count = files = 0
+    for messages in _batches(bootstrap):
+        for m in messages:
+            row = json.loads(m.value())
+            row.update(_partition=m.partition(), _offset=m.offset())
+            rows.append(row)
+        if len(rows) >= BATCH:
+            pd.DataFrame(rows).to_parquet(out / f"{files}.parquet")
+            count, files, rows = count + len(rows), files + 1, []
+    if rows:
+        pd.DataFrame(rows).to_parquet(out / f"{files}.parquet")
+        count += len(rows)
+    shutil.rmtree(out)
+    return count
+
+
+def contender_drain(bootstrap: str) -> int:
+    from ingestion.drain import drain
+
+    os.environ["LAKEHOUSE_HOME"] = tempfile.mkdtemp(prefix="drain-")
+    report = drain(CONTRACT)
+    shutil.rmtree(os.environ["LAKEHOUSE_HOME"])
+    return report.rows + report.quarantined
+
+
+CONTENDERS = {"limit": contender_limit, "naive": contender_naive, "drain": contender_drain}
+
+
+def run_child(command: list[str], env: dict) -> tuple[float, int, str]:
+    """Run a contender; return its seconds, its peak RSS in bytes, and what it printed."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{command} failed with status {status}")
+    return seconds, usage.ru_maxrss * 1024, out.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--contender", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
+    parser.add_argument("--skip-produce", action="store_true", help="Reuse the topic of the last run.")
+    args = parser.parse_args()
+
+    if args.contender:
+        print(CONTENDERS[args.contender](os.environ["KAFKA_BOOTSTRAP_SERVERS"]))
+        return
+
+    from ingestion import local_kafka
+
+    started_broker = None
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        home = Path(tempfile.mkdtemp(prefix="bench-broker-"))
+        os.environ["LAKEHOUSE_HOME"] = str(home)
+        os.environ.setdefault("LAKEHOUSE_KAFKA_PORT", "19192")
+        started_broker = local_kafka.start()
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{os.environ['LAKEHOUSE_KAFKA_PORT']}"
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    env = {**os.environ, "LAKEHOUSE_BATCH_MAX_RECORDS": str(BATCH)}
+    try:
+        if not args.skip_produce:
+            t = time.perf_counter()
+            produced = produce(bootstrap, args.records)
+            print(f"produced {args.records:,} records ({produced / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s")
+        payload_mb = args.records * len(cms_like(0, random.Random(1))) / 1e6
+
+        results: dict[str, tuple[float, int]] = {}
+        me = [sys.executable, __file__, "--contender"]
+        commands = {
+            "a. limit": [*me, "limit"],
+            "b. kcat": ["kcat", "-C", "-b", bootstrap, "-t", TOPIC, "-e", "-q", "-o", "beginning"]
+            if shutil.which("kcat")
+            else None,
+            "c. naive": [*me, "naive"],
+            "d. drain": [*me, "drain"],
+        }
+        print(f"\n{'contender':<10} {'records/s':>12} {'MB/s':>8} {'peak RSS':>10}")
+        for name, command in commands.items():
+            if command is None:
+                print(f"{name:<10} {'(kcat not installed)':>32}")
+                continue
+            if name == "b. kcat":
+                with open(os.devnull, "wb") as sink:
+                    started = time.perf_counter()
+                    proc = subprocess.Popen(command, stdout=sink)
+                    _, _, usage = os.wait4(proc.pid, 0)
+                    seconds, rss = time.perf_counter() - started, usage.ru_maxrss * 1024
+            else:
+                seconds, rss, out = run_child(command, env)
+                assert int(out) == args.records, f"{name} read {out} records, expected {args.records}"
+            results[name] = (seconds, rss)
+            print(f"{name:<10} {args.records / seconds:>12,.0f} {payload_mb / seconds:>8.1f} {rss / 2**20:>8.0f} MiB")
+
+        limit, naive, drain = (results[k][0] for k in ("a. limit", "c. naive", "d. drain"))
+        print(f"\nd/a = {limit / drain:.2f}  (target >= 0.5: the drain's speed over the bare consume loop's)")
+        print(f"d/c = {naive / drain:.2f}  (target >= 5: the drain's speed over the naive drain's)")
+        if "b. kcat" in results:
+            print(f"d/b = {results['b. kcat'][0] / drain:.2f}  (the drain's speed over kcat's)")
+    finally:
+        if started_broker is not None:
+            local_kafka.stop()
+
+
+if __name__ == "__main__":
+    main()
