@@ -35,7 +35,7 @@ import pyarrow as pa  # noqa: E402
 from ingestion.contracts import Contract  # noqa: E402
 
 TOPIC = "bench.cms"
-BATCH = 200_000
+BATCH = 100_000
 
 CONTRACT = Contract(
     stream="bench",

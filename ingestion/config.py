@@ -95,8 +95,8 @@ def settings() -> Settings:
         kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         kafka_port=_int("LAKEHOUSE_KAFKA_PORT", _recorded_port(home)),
         sensor_interval_s=_int("LAKEHOUSE_SENSOR_INTERVAL_S", 120),
-        batch_max_records=_int("LAKEHOUSE_BATCH_MAX_RECORDS", 200_000),
-        batch_max_bytes=_int("LAKEHOUSE_BATCH_MAX_BYTES", 128 * 1024 * 1024),
+        batch_max_records=_int("LAKEHOUSE_BATCH_MAX_RECORDS", 100_000),
+        batch_max_bytes=_int("LAKEHOUSE_BATCH_MAX_BYTES", 64 * 1024 * 1024),
         record_max_bytes=_int("LAKEHOUSE_RECORD_MAX_BYTES", 1024 * 1024),
     )
 

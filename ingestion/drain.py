@@ -8,6 +8,7 @@ committed offsets; it commits to Kafka afterwards only so that monitoring tools 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -118,46 +119,92 @@ def _clip(ranges: Sequence[OffsetRange], progress: dict[int, int], marks: dict[i
     return clipped
 
 
-def _read_range(
-    consumer: Consumer, topic: str, r: OffsetRange, s: Settings, stall_timeout_s: float
-) -> Iterator[tuple[int, int, list[Message]]]:
-    """Yield (start, end, messages) batches that tile [r.start, r.end) exactly, each bounded in records and bytes."""
-    consumer.assign([TopicPartition(topic, r.partition, r.start)])
-    batch: list[Message] = []
-    size = 0
-    batch_start = position = r.start
+@dataclass
+class _Cursor:
+    """Reading state of one partition's range."""
+
+    range: OffsetRange
+    position: int
+    batch_start: int
+    messages: list[Message] = field(default_factory=list)
+    size: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.position >= self.range.end
+
+
+def _read_ranges(
+    consumer: Consumer, topic: str, ranges: Sequence[OffsetRange], s: Settings, stall_timeout_s: float
+) -> Iterator[tuple[int, int, int, list[Message]]]:
+    """Yield (partition, start, end, messages) batches that tile every range exactly.
+
+    All partitions are read at once, so the broker's fetches for them overlap. The records held
+    across partitions stay within the batch bounds: when they are reached, the largest
+    partition's batch is yielded. A partition's batches come in offset order.
+    """
+    cursors = {r.partition: _Cursor(r, r.start, r.start) for r in ranges if r.end > r.start}
+    if not cursors:
+        return
+    consumer.assign([TopicPartition(topic, r.partition, r.start) for r in ranges if r.partition in cursors])
+    held_records = held_bytes = 0
     last_progress = time.monotonic()
-    while position < r.end:
-        messages = consumer.consume(num_messages=min(s.batch_max_records, 50_000), timeout=0.5)
+
+    def cut(cursor: _Cursor, end: int) -> tuple[int, int, int, list[Message]]:
+        nonlocal held_records, held_bytes
+        batch = (cursor.range.partition, cursor.batch_start, end, cursor.messages)
+        held_records -= len(cursor.messages)
+        held_bytes -= cursor.size
+        cursor.messages, cursor.size, cursor.batch_start = [], 0, end
+        return batch
+
+    while any(not c.done for c in cursors.values()):
+        messages = consumer.consume(num_messages=min(s.batch_max_records, 10_000), timeout=0.5)
         if not messages:
             if time.monotonic() - last_progress > stall_timeout_s:
-                raise DrainStalled(
-                    f"{topic}[{r.partition}]: no data for {stall_timeout_s:.0f} s at offset {position} "
-                    f"(range ends at {r.end}); is the broker up?"
-                )
+                behind = ", ".join(f"[{p}] at {c.position} of {c.range.end}" for p, c in cursors.items() if not c.done)
+                raise DrainStalled(f"{topic}: no data for {stall_timeout_s:.0f} s ({behind}); is the broker up?")
             continue
         last_progress = time.monotonic()
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    # Everything up to the end of the log has been read; offsets between the last
-                    # message and the end are transaction markers or compacted away.
-                    position = max(position, min(message.offset(), r.end))
-                    continue
-                raise KafkaException(error)
-            offset = message.offset()
-            if offset >= r.end:
-                position = r.end
-                break
-            batch.append(message)
-            size += len(message)
-            position = offset + 1
-            if len(batch) >= s.batch_max_records or size >= s.batch_max_bytes:
-                yield batch_start, position, batch
-                batch, size, batch_start = [], 0, position
-    if batch or batch_start < r.end:
-        yield batch_start, r.end, batch
+        # Work per run of one partition's messages, not per message: this loop is the drain's hot path.
+        for partition, group in itertools.groupby(messages, key=Message.partition):
+            cursor = cursors.get(partition)
+            if cursor is None or cursor.done:
+                continue
+            taken, size = _take(cursor, list(group))
+            held_records += taken
+            held_bytes += size
+            if cursor.done:
+                consumer.pause([TopicPartition(topic, partition)])
+                yield cut(cursor, cursor.range.end)
+        while held_records >= s.batch_max_records or held_bytes >= s.batch_max_bytes:
+            largest = max(cursors.values(), key=lambda c: (c.size, len(c.messages)))
+            yield cut(largest, largest.position)
+
+
+def _take(cursor: _Cursor, run: list[Message]) -> tuple[int, int]:
+    """Add a run of one partition's messages to its batch; return the records and bytes taken."""
+    end = cursor.range.end
+    events = [m for m in run if m.error() is not None]
+    for event in events:
+        error = event.error()
+        if error.code() != KafkaError._PARTITION_EOF:
+            raise KafkaException(error)
+        # Everything up to the end of the log has been read; offsets between the last record
+        # and the end are transaction markers or compacted away.
+        cursor.position = max(cursor.position, min(event.offset(), end))
+    records = [m for m in run if m.error() is None] if events else run
+    if not records:
+        return 0, 0
+    if records[-1].offset() >= end:
+        records = [m for m in records if m.offset() < end]
+        cursor.position = end
+    if records:
+        cursor.position = max(cursor.position, records[-1].offset() + 1)
+    size = sum(map(len, records))
+    cursor.messages.extend(records)
+    cursor.size += size
+    return len(records), size
 
 
 def _raw_batch(topic: str, partition: int, messages: list[Message]) -> RawBatch:
@@ -194,30 +241,35 @@ def _write_batch(
     return files, written
 
 
-def _drain_partition(
-    consumer: Consumer, ledger: lake.Ledger, contract: Contract, r: OffsetRange, s: Settings, stall_timeout_s: float
-) -> PartitionReport:
+def _drain_ranges(
+    consumer: Consumer,
+    ledger: lake.Ledger,
+    contract: Contract,
+    ranges: Sequence[OffsetRange],
+    s: Settings,
+    stall_timeout_s: float,
+) -> list[PartitionReport]:
     """Read batches on this thread while a writer thread parses, writes and commits the previous one.
 
     Parsing and writing release the GIL, so on two cores reading and writing overlap. At most one
-    batch waits for the writer, so memory holds two batches at most, whatever the backlog; the
-    writer commits batches in order, so the ledger stays contiguous.
+    batch waits for the writer, so memory stays bounded whatever the backlog; the writer commits
+    batches in the order they were read, so each partition's ledger stays contiguous.
     """
-    report = PartitionReport(r.partition, r.start, r.end)
+    reports = {r.partition: PartitionReport(r.partition, r.start, r.end) for r in ranges}
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"drain-{r.partition}") as writer:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-writer") as writer:
         in_flight: Future | None = None
-        for start, end, messages in _read_range(consumer, contract.topic, r, s, stall_timeout_s):
-            raw = _raw_batch(contract.topic, r.partition, messages)
-            del messages
+        for partition, start, end, messages in _read_ranges(consumer, contract.topic, ranges, s, stall_timeout_s):
+            raw = _raw_batch(contract.topic, partition, messages)
             if in_flight is not None:
                 in_flight.result()
-            piece = OffsetRange(r.partition, start, end)
-            in_flight = writer.submit(_store_batch, consumer, ledger, contract, raw, piece, s, report)
+            piece = OffsetRange(partition, start, end)
+            in_flight = writer.submit(_store_batch, consumer, ledger, contract, raw, piece, s, reports[partition])
         if in_flight is not None:
             in_flight.result()
-    report.seconds = time.monotonic() - started
-    return report
+    for report in reports.values():
+        report.seconds = time.monotonic() - started
+    return list(reports.values())
 
 
 def _store_batch(
@@ -292,7 +344,7 @@ def drain(
             marks = kafka.watermarks(contract.topic, consumer)
             progress = ledger.progress(contract.topic)
             todo = plan(progress, marks) if ranges is None else _clip(ranges, progress, marks)
-            reports = [_drain_partition(consumer, ledger, contract, r, s, stall_timeout_s) for r in todo]
+            reports = _drain_ranges(consumer, ledger, contract, todo, s, stall_timeout_s)
             highs = {p: high for p, (_, high) in marks.items()}
             for report in reports:
                 report.lag = max(0, highs.get(report.partition, report.end) - report.end)
