@@ -13,6 +13,8 @@ from collections import Counter
 
 # The points of a batch's life, in order.
 POINTS = ("before-write", "while-writing", "after-files", "after-commit", "after-publish")
+# The points of a compaction's swap.
+COMPACT_POINTS = ("compact-after-files", "compact-after-commit")
 
 _reached: Counter[str] = Counter()
 

@@ -6,6 +6,7 @@ written beforehand under a `.pending` name that no reader's `*.parquet` glob mat
 renamed into place only after the commit. A crash before the commit leaves pending files that
 recovery deletes (the range is read again); a crash after it leaves pending files that recovery
 publishes. So every Kafka offset is in the lake exactly once, whatever the moment of the crash.
+Compaction (`compact.py`) swaps files by the same protocol.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 from ingestion.config import Settings
 
 PENDING = ".pending"
+_DATA_FILE = re.compile(r"p(\d+)-(\d+)-(\d+)\.parquet")
 
 
 class TopicBusy(RuntimeError):
@@ -65,9 +68,13 @@ def write_pending(table: pa.Table, path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     pending = path.with_name(path.name + PENDING)
     pq.write_table(table, pending, compression="zstd", row_group_size=256 * 1024)
-    with open(pending, "rb+") as handle:
-        os.fsync(handle.fileno())
+    fsync_file(pending)
     return pending.stat().st_size
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
 
 
 def publish(path: Path) -> None:
@@ -176,6 +183,26 @@ class Ledger:
             for t, p, s, e, r, q, tb, f, b, sec, at in rows
         ]
 
+    def replace_files(self, topic: str, replacements: dict[str, str]) -> None:
+        """Point every batch of the topic that names an old file at its new one, in one transaction."""
+        self._db.execute("begin immediate")
+        try:
+            rows = self._db.execute(
+                "select partition, start_offset, files from batches where topic = ?", (topic,)
+            ).fetchall()
+            for partition, start, files in rows:
+                names = json.loads(files)
+                renamed = list(dict.fromkeys(replacements.get(name, name) for name in names))
+                if renamed != names:
+                    self._db.execute(
+                        "update batches set files = ? where topic = ? and partition = ? and start_offset = ?",
+                        (json.dumps(renamed), topic, partition, start),
+                    )
+            self._db.execute("commit")
+        except BaseException:
+            self._db.execute("rollback")
+            raise
+
     def committed_files(self, topic: str) -> set[str]:
         return {name for batch in self.batches(topic) for name in batch.files}
 
@@ -203,9 +230,12 @@ def topic_lock(settings: Settings, topic: str, wait_s: float = 300.0) -> Iterato
 
 
 def recover(settings: Settings, ledger: Ledger, topic: str) -> tuple[int, int]:
-    """Finish what a crash interrupted: publish committed pending files, delete uncommitted ones.
+    """Finish what a crash interrupted: publish committed pending files, delete uncommitted
+    pending files, and delete published files that a committed compaction replaced.
 
-    Must be called under the topic lock. Returns (published, deleted).
+    A published file the ledger does not name is deleted only when a committed file in the same
+    folder covers its offsets: a lost or foreign ledger must never cost data. Must be called
+    under the topic lock. Returns (published, deleted).
     """
     committed = ledger.committed_files(topic)
     published = deleted = 0
@@ -214,14 +244,36 @@ def recover(settings: Settings, ledger: Ledger, topic: str) -> tuple[int, int]:
         if not folder.exists():
             continue
         for pending in folder.rglob("*" + PENDING):
-            final = pending.with_name(pending.name[: -len(PENDING)])
+            final = pending.with_name(pending.name.removesuffix(PENDING))
             if str(final.relative_to(settings.home)) in committed:
                 publish(final)
                 published += 1
             else:
                 pending.unlink()
                 deleted += 1
+        for path in folder.rglob("p*.parquet"):
+            if str(path.relative_to(settings.home)) not in committed and _replaced(path, committed, settings):
+                path.unlink()
+                deleted += 1
     return published, deleted
+
+
+def file_span(path: Path) -> tuple[int, int, int] | None:
+    """(partition, start, end) from a drain file's name, or None for another file."""
+    match = _DATA_FILE.fullmatch(path.name)
+    return tuple(map(int, match.groups())) if match else None  # type: ignore[return-value]
+
+
+def _replaced(path: Path, committed: set[str], settings: Settings) -> bool:
+    span = file_span(path)
+    if span is None:
+        return False
+    for name in committed:
+        other = settings.home / name
+        cover = file_span(other) if other.parent == path.parent else None
+        if cover and cover[0] == span[0] and cover[1] <= span[1] and span[2] <= cover[2]:
+            return True
+    return False
 
 
 def raw_glob(settings: Settings, topic: str) -> str:

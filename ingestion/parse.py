@@ -184,7 +184,7 @@ def parse(batch: RawBatch, contract: Contract, record_max_bytes: int) -> Parsed:
         tables.append(_with_metadata(empty, batch, tombstones, tombstone=True))
 
     if tables:
-        table = pa.concat_tables(tables, promote_options="permissive")
+        table = pa.concat_tables(_unify_undeclared(tables, contract), promote_options="permissive")
         if len(tables) > 1:
             table = table.sort_by("_offset")
     else:
@@ -192,6 +192,38 @@ def parse(batch: RawBatch, contract: Contract, record_max_bytes: int) -> Parsed:
             pa.table({f.name: pa.nulls(0, f.type) for f in contract.schema}), batch, [], tombstone=False
         )
     return Parsed(table=table, quarantine=_quarantine(batch, bad), tombstones=len(tombstones))
+
+
+def _unify_undeclared(tables: list[pa.Table], contract: Contract) -> list[pa.Table]:
+    """The schema-drift rule for fields the contract does not declare: kept with the type JSON
+    gives them, and where pieces of a batch disagree (a number here, a string there) kept as
+    text, as DuckDB's `union_by_name` does across files. Declared fields have fixed types: a
+    record that breaks one is quarantined as `wrong type`."""
+    types: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for f in table.schema:
+            if f.name not in contract.schema.names and not pa.types.is_null(f.type):
+                types.setdefault(f.name, set()).add(f.type)
+    conflicting = {name for name, seen in types.items() if len(seen) > 1 and not all(map(_is_number, seen))}
+    if not conflicting:
+        return tables
+    return [_texts(table, conflicting) for table in tables]
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _texts(table: pa.Table, names: set[str]) -> pa.Table:
+    for name in names & set(table.schema.names):
+        table = table.set_column(table.schema.get_field_index(name), name, _as_text(table[name]))
+    return table
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.Array:
+    if pa.types.is_nested(column.type):
+        return pa.array([None if v is None else json.dumps(v, default=str) for v in column.to_pylist()], pa.string())
+    return pc.cast(column, pa.string())
 
 
 def _drop_missing_required(

@@ -157,6 +157,29 @@ def _print_checks(checks: list) -> None:
 
 
 @cli.command()
+@click.argument("topic")
+@click.option("--target-mb", type=int, default=256, show_default=True, help="Size of the merged files.")
+@click.option(
+    "--before",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Compact date partitions before this date (default: today, UTC).",
+)
+def compact(topic: str, target_mb: int, before) -> None:
+    """Merge the small files of a topic's closed date partitions into large ones, exactly once."""
+    from ingestion.compact import compact as run_compact
+
+    for contract in contracts_for(topic):
+        report = run_compact(contract.topic, target_mb=target_mb, before=before.date() if before else None)
+        for name, replaced in report.merged:
+            click.echo(f"{contract.topic}: {replaced} files -> {name}")
+        for reason in report.skipped:
+            click.echo(f"{contract.topic}: left alone {reason}")
+        if not report.merged:
+            click.echo(f"{contract.topic}: nothing to compact")
+
+
+@cli.command()
 @click.argument("stream", required=False)
 def build(stream: str | None) -> None:
     """Run a stream's quality gates and dbt models once (all streams when none is named)."""

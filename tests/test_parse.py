@@ -96,6 +96,24 @@ def test_a_new_field_is_kept_and_a_missing_optional_field_is_null():
     assert parsed.table["venue"].to_pylist() == ["XNAS"]
 
 
+def test_schema_drift_new_fields_kept_missing_ones_null_and_conflicting_undeclared_types_kept_as_text():
+    parsed = parse(
+        batch(good(venue="XNAS", lot=100), good(lot="odd"), b"not json", good(lot=[1, 2]), good(lot=7.5)),
+        CONTRACT,
+        record_max_bytes=500,
+    )
+    assert parsed.quarantine.num_rows == 1  # the bisection splits the batch; its pieces still form one table
+    assert parsed.table["venue"].to_pylist() == ["XNAS", None, None, None]
+    assert parsed.table["lot"].type == pa.string()
+    assert parsed.table["lot"].to_pylist() == ["100", "odd", "[1, 2]", "7.5"]
+
+
+def test_a_declared_field_that_changes_type_is_quarantined_as_wrong_type():
+    parsed = parse(batch(good(price="238.32"), good()), CONTRACT, record_max_bytes=500)
+    assert parsed.rows == 1
+    assert parsed.quarantine["reason"][0].as_py().startswith("wrong type")
+
+
 def test_rows_land_on_the_date_of_their_event_time_else_their_kafka_timestamp():
     parsed = parse(batch(good(ts="2021-03-10 23:59:59.999"), None), CONTRACT, record_max_bytes=500)
     dates = event_dates(parsed.table, CONTRACT)
