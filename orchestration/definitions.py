@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ingestion.config import export_for_subprocesses
-from orchestration.defs import dbt, quality, raw
+from orchestration.defs import dbt, maintenance, quality, raw
 
 
 @dg.definitions
@@ -17,4 +17,6 @@ def defs() -> dg.Definitions:
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
     )
-    return dg.Definitions.merge(raw.defs(), quality.defs(), dbt.defs(), dg.Definitions(sensors=[automation]))
+    return dg.Definitions.merge(
+        raw.defs(), quality.defs(), dbt.defs(), maintenance.defs(), dg.Definitions(sensors=[automation])
+    )

@@ -64,3 +64,9 @@ def test_dbt_models_write_the_warehouse_from_one_pool_and_wait_for_passing_gates
     node = defs.resolve_asset_graph().get(dg.AssetKey(["marts", "prices_symbol_stats"]))
     assert node.assets_def.op.pool == WAREHOUSE_POOL
     assert node.automation_condition == GATED_EAGER
+
+
+def test_the_lake_is_compacted_daily_by_default(defs):
+    schedule = defs.get_schedule_def("compact_lake_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "compact_lake"

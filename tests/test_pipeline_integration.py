@@ -80,6 +80,13 @@ def test_a_sensor_tick_plans_a_run_that_drains_gates_and_builds_marts_equal_to_i
     assert result.success
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert {dg.AssetKey(["raw", "prices"]), dg.AssetKey(["staging", "stg_prices__ticks"]), *MARTS} <= materialized
+    raw = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["raw", "prices"])
+    )
+    assert (raw["rows"].value, raw["quarantined"].value, raw["lag"].value) == (3000, 0, 0)
+    assert "| partition | offsets | rows | quarantined |" in raw["partitions"].value
     gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "raw_prices")
     assert gate.passed
     assert list((settings().raw_dir / "prices").rglob("*.parquet"))
