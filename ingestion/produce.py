@@ -26,8 +26,11 @@ def produce(
     count: int | None = None,
     rate: float | None = None,
     progress: bool = True,
+    total: int | None = None,
 ) -> int:
     """Send up to `count` messages (all of them when None) at most `rate` a second; return how many were sent.
+
+    `total`, when known (the rows of a file), gives the progress bar its ETA.
 
     Every message is acknowledged by the broker before this returns: the producer is flushed
     on the way out, also after Ctrl-C.
@@ -43,7 +46,7 @@ def produce(
 
     source = messages if count is None else itertools.islice(messages, count)
     bar = tqdm(
-        total=count,
+        total=total or count,
         unit=" msg",
         desc=f"producing to {contract.topic}",
         disable=not progress,

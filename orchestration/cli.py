@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import click
 
@@ -97,6 +98,33 @@ def produce_prices(count: int, forever: bool, rate: float | None, seed: int | No
 
     sent = send(prices.CONTRACT, prices.ticks(seed=seed), count=None if forever else count, rate=rate)
     click.echo(f"sent {sent} messages to {prices.CONTRACT.topic}")
+
+
+@produce.command("cms")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A real CMS file.")
+@click.option("--synthetic", is_flag=True, help="Generate realistic records instead of replaying a file.")
+@click.option("--count", type=int, default=None, help="With --synthetic: how many (default: forever).")
+@click.option("--limit", type=int, default=None, help="With --file: replay at most this many rows.")
+@click.option("--rate", type=float, default=None, help="At most this many messages a second.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --synthetic: the random seed.")
+@click.option("--layout", type=click.Choice(["legacy", "new"]), default="legacy", show_default=True)
+def produce_cms(
+    path: Path | None, synthetic: bool, count: int | None, limit: int | None, rate: float | None, seed: int, layout: str
+) -> None:
+    """CMS provider-services rows, key = NPI: a real file in any spelling, or a synthetic stream."""
+    from ingestion.produce import produce as send
+    from ingestion.streams import cms
+
+    if synthetic == (path is not None):
+        raise click.UsageError("give either --file PATH or --synthetic")
+    if path is not None:
+        messages = cms.replay(path)
+        next(cms.replay(path), None)  # a file in no known spelling fails here, before anything is sent
+        total = min(cms.count_rows(path), limit) if limit else cms.count_rows(path)
+        sent = send(cms.CONTRACT, messages, count=limit, rate=rate, total=total)
+    else:
+        sent = send(cms.CONTRACT, cms.synthetic(seed, layout), count=count, rate=rate)
+    click.echo(f"sent {sent} messages to {cms.CONTRACT.topic}")
 
 
 # --- drain, build --------------------------------------------------------------------------------

@@ -72,6 +72,14 @@ class ForeignProducer(threading.Thread):
         assert self.producer.flush(30) == 0
 
 
+def backlog(bootstrap: str, seconds: float, rate: float) -> None:
+    """Produce for a while, then stop: a backlog for a drain to work through."""
+    producer = ForeignProducer(bootstrap, rate)
+    producer.start()
+    time.sleep(seconds)
+    producer.stop()
+
+
 def broker_offsets(bootstrap: str) -> dict[int, tuple[int, int]]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "faults-check"})
     try:
@@ -156,10 +164,7 @@ def test_sigkill_at_every_point_of_a_batch_while_producing_loses_nothing_and_dou
 
 def test_two_drains_of_one_topic_at_once_never_both_write(kafka_env, lake_home):
     recreate_topics(kafka_env, TOPIC)
-    producer = ForeignProducer(kafka_env, rate=20000)
-    producer.start()
-    time.sleep(1.5)
-    producer.stop()
+    backlog(kafka_env, seconds=1.5, rate=20000)
     env = drain_env(LAKEHOUSE_BATCH_MAX_RECORDS="100")
     procs = [
         subprocess.Popen(
@@ -192,10 +197,7 @@ def test_a_broker_restart_in_the_middle_of_a_drain_loses_nothing_and_doubles_not
     from ingestion.lake import Ledger
 
     recreate_topics(own_broker, TOPIC)
-    producer = ForeignProducer(own_broker, rate=20000)
-    producer.start()
-    time.sleep(2)
-    producer.stop()
+    backlog(own_broker, seconds=2, rate=20000)
 
     env = drain_env(LAKEHOUSE_BATCH_MAX_RECORDS="50")
     drain = subprocess.Popen([LAKEHOUSE, "drain", TOPIC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -224,10 +226,7 @@ def test_a_failed_dagster_drain_run_is_planned_again_and_its_retry_completes_the
     from orchestration.definitions import defs as load
 
     recreate_topics(kafka_env, TOPIC)
-    producer = ForeignProducer(kafka_env, rate=4000)
-    producer.start()
-    time.sleep(1)
-    producer.stop()
+    backlog(kafka_env, seconds=1, rate=4000)
 
     defs = load()
     instance = dg.DagsterInstance.from_config(str(prepare_instance(settings())))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ingestion.contracts import Contract
-from ingestion.streams import prices
+from ingestion.streams import cms, prices
 
-CONTRACTS: dict[str, Contract] = {contract.topic: contract for contract in (prices.CONTRACT,)}
+CONTRACTS: dict[str, Contract] = {contract.topic: contract for contract in (prices.CONTRACT, cms.CONTRACT)}
 
 STREAMS: dict[str, tuple[Contract, ...]] = {}
 for _contract in CONTRACTS.values():
