@@ -107,8 +107,7 @@ def _swap(s: Settings, ledger: lake.Ledger, topic: str, partition: int, group: l
     ledger.replace_files(topic, {str(p.relative_to(s.home)): rel for p in group})
     failpoint("compact-after-commit")
     for path in group:
-        if path != merged:
-            path.unlink()
+        path.unlink()
     lake.publish(merged)
     report.merged.append((rel, len(group)))
     log.info("%s: merged %d files into %s", topic, len(group), rel)

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import asdict, dataclass, field
 
 import duckdb
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException
 
 from ingestion import kafka, lake
 from ingestion.config import Settings
@@ -53,18 +53,13 @@ class PartitionCheck:
         return {**asdict(self), "lag": self.lag, "ok": self.ok}
 
 
-def _broker_marks(topic: str) -> dict[int, tuple[int, int]] | None:
-    try:
-        kafka.wait_until_ready(timeout_s=5)
-    except BrokerUnreachable:
+def _broker_marks(topic: str, consumer: Consumer | None) -> dict[int, tuple[int, int]] | None:
+    if consumer is None:
         return None
-    consumer = kafka.consumer("lakehouse-verify")
     try:
         return kafka.watermarks(topic, consumer)
-    except (KafkaException, BrokerUnreachable):
+    except KafkaException:
         return None  # the lake is still checked on its own
-    finally:
-        consumer.close()
 
 
 def _file_counts(s: Settings, topic: str) -> dict[tuple[str, int], tuple[int, int]]:
@@ -85,9 +80,9 @@ def _file_counts(s: Settings, topic: str) -> dict[tuple[str, int], tuple[int, in
     return counts
 
 
-def verify_topic(topic: str, s: Settings | None = None) -> list[PartitionCheck]:
-    s = s or current_settings()
-    marks = _broker_marks(topic)
+def verify_topic(topic: str, s: Settings, consumer: Consumer | None) -> list[PartitionCheck]:
+    """Check one topic; without a consumer (no broker reachable) the lake is checked alone."""
+    marks = _broker_marks(topic, consumer)
     with lake.Ledger(s.ledger_path) as ledger:
         batches = ledger.batches(topic)
     files = _file_counts(s, topic)
@@ -160,4 +155,14 @@ def _check_files(
 
 def verify(topics: list[str], s: Settings | None = None) -> list[PartitionCheck]:
     s = s or current_settings()
-    return [check for topic in topics for check in verify_topic(topic, s)]
+    # Ask whether the broker answers once, not once per topic: a down broker costs one timeout.
+    try:
+        kafka.wait_until_ready(timeout_s=5)
+        consumer = kafka.consumer("lakehouse-verify")
+    except BrokerUnreachable:
+        consumer = None
+    try:
+        return [check for topic in topics for check in verify_topic(topic, s, consumer)]
+    finally:
+        if consumer is not None:
+            consumer.close()
