@@ -47,6 +47,10 @@ class Settings:
         return self.home / "quarantine"
 
     @property
+    def gates_dir(self) -> Path:
+        return self.home / "gates"
+
+    @property
     def ledger_path(self) -> Path:
         return self.raw_dir / "_ledger.sqlite"
 

@@ -7,6 +7,7 @@ The drain applies any contract the same way, so adding a stream never touches th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -25,6 +26,12 @@ class Contract:
     partitions: int = 1
     # Names of the expectation suites (in expectations/<stream>/) that gate the raw table.
     suites: tuple[str, ...] = field(default=())
+    # Kafka headers kept as text columns `_header_<name>`: facts the producer knows about a
+    # record that its value does not carry (a CMS row's data year comes from the file's name).
+    headers: tuple[str, ...] = ()
+    # Field name -> the spellings (matched case-insensitively) it arrives under, for streams
+    # whose source files name the same field differently from release to release.
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         missing = [name for name in self.required if name not in self.schema.names]
@@ -32,6 +39,10 @@ class Contract:
             raise ValueError(f"{self.topic}: required fields {missing} are not in the schema")
         if self.event_time and self.event_time not in self.schema.names:
             raise ValueError(f"{self.topic}: event_time {self.event_time!r} is not in the schema")
+
+    @staticmethod
+    def header_column(name: str) -> str:
+        return f"_header_{name}"
 
     @property
     def table_name(self) -> str:

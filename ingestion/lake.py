@@ -17,15 +17,19 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion.config import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PENDING = ".pending"
 _DATA_FILE = re.compile(r"p(\d+)-(\d+)-(\d+)\.parquet")
@@ -280,14 +284,45 @@ def raw_glob(settings: Settings, topic: str) -> str:
     return str(topic_dir(settings.raw_dir, topic) / "**" / "*.parquet")
 
 
-def read_raw(settings: Settings, topic: str, include_tombstones: bool = False):
-    """The committed raw rows of a topic as a pandas DataFrame (empty when nothing is stored yet)."""
+def read_raw(
+    settings: Settings,
+    topic: str,
+    include_tombstones: bool = False,
+    since: Mapping[int, int] | None = None,
+    until: Mapping[int, int] | None = None,
+    chunk_rows: int = 250_000,
+) -> Iterator[pd.DataFrame]:
+    """The committed raw rows of a topic as pandas DataFrames of about `chunk_rows` rows each.
+
+    `since` and `until` bound the offsets read per partition (`since` inclusive, `until`
+    exclusive; a partition missing from `until` is not read when `until` is given).
+    """
     import duckdb
-    import pandas as pd
 
     if not any(topic_dir(settings.raw_dir, topic).rglob("*.parquet")):
-        return pd.DataFrame()
-    where = "" if include_tombstones else "where not coalesce(_tombstone, false)"
+        return
+    conditions = [] if include_tombstones else ["not coalesce(_tombstone, false)"]
+    if until is not None:
+        since = since or {}
+        windows = [
+            f"(_partition = {int(p)} and _offset >= {int(since.get(p, 0))} and _offset < {int(end)})"
+            for p, end in sorted(until.items())
+            if end > since.get(p, 0)
+        ]
+        if not windows:
+            return
+        conditions.append("(" + " or ".join(windows) + ")")
+    elif since:
+        conditions.append(
+            "(" + " and ".join(f"(_partition <> {int(p)} or _offset >= {int(o)})" for p, o in since.items()) + ")"
+        )
+    where = f"where {' and '.join(conditions)}" if conditions else ""
     query = f"select * from read_parquet(?, hive_partitioning = true, union_by_name = true) {where}"
     with duckdb.connect() as con:
-        return con.execute(query, [raw_glob(settings, topic)]).df()
+        result = con.execute(query, [raw_glob(settings, topic)])
+        vectors = max(1, chunk_rows // 2048)
+        while True:
+            frame = result.fetch_df_chunk(vectors)
+            if frame.empty:
+                return
+            yield frame

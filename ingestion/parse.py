@@ -34,8 +34,6 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 
-META_FIELDS = ("_topic", "_partition", "_offset", "_timestamp", "_key", "_tombstone")
-
 
 @dataclass
 class RawBatch:
@@ -116,7 +114,7 @@ def _parse_many(
     return pieces
 
 
-def _metadata(batch: RawBatch, indices: list[int], tombstone: bool) -> dict[str, pa.Array]:
+def _metadata(batch: RawBatch, indices: list[int], tombstone: bool, contract: Contract) -> dict[str, pa.Array]:
     take = pa.array(indices, pa.int64())
     keys = pa.array(batch.keys, pa.binary()).take(take)
     try:
@@ -126,7 +124,7 @@ def _metadata(batch: RawBatch, indices: list[int], tombstone: bool) -> dict[str,
             [None if k is None else k.decode("utf-8", "backslashreplace") for k in keys.to_pylist()], pa.string()
         )
     n = len(indices)
-    return {
+    columns = {
         "_topic": pa.array([batch.topic] * n, pa.string()),
         "_partition": pa.array([batch.partition] * n, pa.int32()),
         "_offset": pa.array(batch.offsets, pa.int64()).take(take),
@@ -134,10 +132,18 @@ def _metadata(batch: RawBatch, indices: list[int], tombstone: bool) -> dict[str,
         "_key": key_text,
         "_tombstone": pa.array([tombstone] * n, pa.bool_()),
     }
+    if contract.headers:
+        found = [dict(batch.headers_of(i) or ()) for i in indices]
+        for name in contract.headers:
+            values = [None if h.get(name) is None else h[name].decode("utf-8", "replace") for h in found]
+            columns[Contract.header_column(name)] = pa.array(values, pa.string())
+    return columns
 
 
-def _with_metadata(table: pa.Table, batch: RawBatch, indices: list[int], tombstone: bool) -> pa.Table:
-    for name, column in _metadata(batch, indices, tombstone).items():
+def _with_metadata(
+    table: pa.Table, batch: RawBatch, indices: list[int], tombstone: bool, contract: Contract
+) -> pa.Table:
+    for name, column in _metadata(batch, indices, tombstone, contract).items():
         table = table.append_column(name, column)
     return table
 
@@ -178,10 +184,10 @@ def parse(batch: RawBatch, contract: Contract, record_max_bytes: int) -> Parsed:
         for indices, table in _parse_many(values, candidates, contract.schema, bad):  # type: ignore[arg-type]
             table, indices = _drop_missing_required(table, indices, contract, bad)
             if indices:
-                tables.append(_with_metadata(table, batch, indices, tombstone=False))
+                tables.append(_with_metadata(table, batch, indices, False, contract))
     if tombstones:
         empty = pa.table({f.name: pa.nulls(len(tombstones), f.type) for f in contract.schema})
-        tables.append(_with_metadata(empty, batch, tombstones, tombstone=True))
+        tables.append(_with_metadata(empty, batch, tombstones, True, contract))
 
     if tables:
         table = pa.concat_tables(_unify_undeclared(tables, contract), promote_options="permissive")
@@ -189,7 +195,7 @@ def parse(batch: RawBatch, contract: Contract, record_max_bytes: int) -> Parsed:
             table = table.sort_by("_offset")
     else:
         table = _with_metadata(
-            pa.table({f.name: pa.nulls(0, f.type) for f in contract.schema}), batch, [], tombstone=False
+            pa.table({f.name: pa.nulls(0, f.type) for f in contract.schema}), batch, [], False, contract
         )
     return Parsed(table=table, quarantine=_quarantine(batch, bad), tombstones=len(tombstones))
 

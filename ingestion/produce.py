@@ -27,10 +27,12 @@ def produce(
     rate: float | None = None,
     progress: bool = True,
     total: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> int:
     """Send up to `count` messages (all of them when None) at most `rate` a second; return how many were sent.
 
-    `total`, when known (the rows of a file), gives the progress bar its ETA.
+    `total`, when known (the rows of a file), gives the progress bar its ETA; `headers` go
+    with every message.
 
     Every message is acknowledged by the broker before this returns: the producer is flushed
     on the way out, also after Ctrl-C.
@@ -38,6 +40,7 @@ def produce(
     kafka.wait_until_ready()
     kafka.ensure_topic(contract.topic, contract.partitions)
     client = kafka.producer()
+    kafka_headers = [(name, value.encode()) for name, value in (headers or {}).items()] or None
     failures: list[str] = []
 
     def on_delivery(error, _message) -> None:
@@ -59,7 +62,7 @@ def produce(
         for key, value in source:
             while True:
                 try:
-                    client.produce(contract.topic, key=key, value=value, on_delivery=on_delivery)
+                    client.produce(contract.topic, key=key, value=value, headers=kafka_headers, on_delivery=on_delivery)
                     break
                 except BufferError:
                     client.poll(0.05)

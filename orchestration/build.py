@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from expectations import SuiteOutcome, validate
+from expectations import SuiteOutcome
+from expectations.gate import run_gate
 from ingestion.config import settings
 from ingestion.contracts import Contract
-from ingestion.lake import read_raw
 
 
 @dataclass
@@ -31,9 +31,7 @@ class StreamBuild:
 
 def run_gates(contracts: tuple[Contract, ...]) -> list[tuple[str, SuiteOutcome]]:
     s = settings()
-    return [
-        (f"{c.topic}/{suite}", validate(read_raw(s, c.topic), c.stream, suite)) for c in contracts for suite in c.suites
-    ]
+    return [(f"{c.topic}/{suite}", run_gate(s, c, suite).outcome) for c in contracts for suite in c.suites]
 
 
 def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:

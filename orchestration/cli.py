@@ -108,8 +108,22 @@ def produce_prices(count: int, forever: bool, rate: float | None, seed: int | No
 @click.option("--rate", type=float, default=None, help="At most this many messages a second.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --synthetic: the random seed.")
 @click.option("--layout", type=click.Choice(["legacy", "new"]), default="legacy", show_default=True)
+@click.option(
+    "--year",
+    type=click.IntRange(2000, 2100),
+    default=None,
+    help="The data year the rows describe (default: from the file name, as in CY2017 or _D23_; "
+    "with --synthetic, 2023). Sent as a Kafka header; re-sent rows of the same year replace each other.",
+)
 def produce_cms(
-    path: Path | None, synthetic: bool, count: int | None, limit: int | None, rate: float | None, seed: int, layout: str
+    path: Path | None,
+    synthetic: bool,
+    count: int | None,
+    limit: int | None,
+    rate: float | None,
+    seed: int,
+    layout: str,
+    year: int | None,
 ) -> None:
     """CMS provider-services rows, key = NPI: a real file in any spelling, or a synthetic stream."""
     from ingestion.produce import produce as send
@@ -121,9 +135,17 @@ def produce_cms(
         messages = cms.replay(path)
         next(cms.replay(path), None)  # a file in no known spelling fails here, before anything is sent
         total = min(cms.count_rows(path), limit) if limit else cms.count_rows(path)
-        sent = send(cms.CONTRACT, messages, count=limit, rate=rate, total=total)
+        year = year or cms.data_year_from_name(path)
+        if year is None:
+            log.warning(
+                "%s: no data year in the file name; give --year so re-sent rows of one year replace each other",
+                path.name,
+            )
+        headers = {cms.DATA_YEAR_HEADER: str(year)} if year else None
+        sent = send(cms.CONTRACT, messages, count=limit, rate=rate, total=total, headers=headers)
     else:
-        sent = send(cms.CONTRACT, cms.synthetic(seed, layout), count=count, rate=rate)
+        headers = {cms.DATA_YEAR_HEADER: str(year or cms.SYNTHETIC_YEAR)}
+        sent = send(cms.CONTRACT, cms.synthetic(seed, layout), count=count, rate=rate, headers=headers)
     click.echo(f"sent {sent} messages to {cms.CONTRACT.topic}")
 
 

@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +21,6 @@ from pathlib import Path
 import pyarrow as pa
 
 from ingestion.contracts import Contract
-
-# Every field is text as the file has it ("1,101.68", "021502854"); staging types them.
-CONTRACT = Contract(
-    stream="cms",
-    topic="cms.provider_services",
-    schema=pa.schema([]),
-    description="CMS provider x procedure x place-of-service rows, in the file's own spelling.",
-    partitions=3,
-)
 
 
 @dataclass(frozen=True)
@@ -67,6 +59,69 @@ NEW = (
     "Tot_Srvcs", "Tot_Bene_Day_Srvcs", "Avg_Sbmtd_Chrg", "Avg_Mdcr_Alowd_Amt", "Avg_Mdcr_Pymt_Amt",
     "Avg_Mdcr_Stdzd_Amt",
 )  # fmt: skip
+
+# The field each spelling's column carries, position by position: the one schema staging maps to.
+_LEGACY_FIELDS = (
+    "npi", "last_org_name", "first_name", "middle_initial", "credentials", "gender", "entity_code", "street1",
+    "street2", "city", "zip", "state", "country", "provider_type", "medicare_participation", "place_of_service",
+    "hcpcs_code", "hcpcs_description", "hcpcs_drug_indicator", "services", "beneficiaries",
+    "beneficiary_day_services", "avg_allowed_amount", "avg_submitted_charge", "avg_payment_amount",
+    "avg_standardized_amount",
+)  # fmt: skip
+_NEW_FIELDS = (
+    "npi", "last_org_name", "first_name", "middle_initial", "credentials", "gender", "entity_code", "street1",
+    "street2", "city", "state", "state_fips", "zip", "ruca", "ruca_description", "country", "provider_type",
+    "medicare_participation", "hcpcs_code", "hcpcs_description", "hcpcs_drug_indicator", "place_of_service",
+    "beneficiaries", "services", "beneficiary_day_services", "avg_submitted_charge", "avg_allowed_amount",
+    "avg_payment_amount", "avg_standardized_amount",
+)  # fmt: skip
+
+
+def _aliases() -> dict[str, tuple[str, ...]]:
+    aliases: dict[str, tuple[str, ...]] = {}
+    for fields, names in ((_LEGACY_FIELDS, LEGACY), (_LEGACY_FIELDS, LEGACY_DISPLAY), (_NEW_FIELDS, NEW)):
+        for canonical, name in zip(fields, names, strict=True):
+            if name.lower() not in aliases.get(canonical, ()):
+                aliases[canonical] = (*aliases.get(canonical, ()), name.lower())
+    aliases["services"] += ("tot_srvc",)  # third-party DDL's spelling of Tot_Srvcs
+    return aliases
+
+
+# Field -> its lower-case spellings: what staging and the quality gate read a row through.
+ALIASES = _aliases()
+
+DATA_YEAR_HEADER = "data_year"
+SYNTHETIC_YEAR = 2023  # the latest data year CMS has published
+
+# Every field is text as the file has it ("1,101.68", "021502854"); staging types them. A row's
+# data year is not in the row but in the file's name, so it travels as a Kafka header.
+CONTRACT = Contract(
+    stream="cms",
+    topic="cms.provider_services",
+    schema=pa.schema([]),
+    description="CMS provider x procedure x place-of-service rows, in the file's own spelling.",
+    partitions=3,
+    suites=("raw_provider_services",),
+    headers=(DATA_YEAR_HEADER,),
+    aliases=ALIASES,
+)
+
+_YEAR_PATTERNS = (
+    re.compile(r"CY(20\d\d)", re.IGNORECASE),  # Medicare_Provider_Util_Payment_PUF_CY2017.txt
+    re.compile(r"_D(\d\d)_", re.IGNORECASE),  # MUP_PHY_R25_P05_V20_D23_Prov_Svc.csv
+    re.compile(r"(?<!\d)(20[0-4]\d)(?!\d)"),  # any other name with a year in it
+)
+
+
+def data_year_from_name(path: Path) -> int | None:
+    """The data year a CMS file's name gives (CY2017, _D23_, 2019), or None."""
+    for pattern in _YEAR_PATTERNS:
+        match = pattern.search(path.name)
+        if match:
+            year = match.group(1)
+            return int(year) if len(year) == 4 else 2000 + int(year)
+    return None
+
 
 # Columns some releases leave out: the new layout's gender (2025 re-releases), the legacy standardized amount.
 _OPTIONAL = {"rndrng_prvdr_gndr", "nppes_provider_gender", "gender of the provider"}
@@ -210,11 +265,12 @@ PROVIDER_TYPES = (
     "Single or Multispecialty Clinic or Group Practice", "Dentist", "Rural Health Clinic",
 )  # fmt: skip
 
-EM_CODES = ("99201", "99202", "99203", "99204", "99205", "99211", "99212", "99213", "99214", "99215")
+# Office visits by how often they are billed: 99213 and 99214 lead the real file.
+EM_CODES = ("99213", "99214", "99212", "99215", "99204", "99203", "99205", "99211", "99202", "99201")
 
 
 def _codes(rng: random.Random, n: int = 3000) -> list[str]:
-    """About 3,000 HCPCS codes of the real shapes: E&M visits first, then CPT, J, G and U codes."""
+    """About 3,000 HCPCS codes of the real shapes, most billed first: E&M visits, then CPT, J, G and U codes."""
     codes = list(EM_CODES)
     seen = set(codes)
     while len(codes) < n:

@@ -1,0 +1,44 @@
+{#
+  Streams whose files name one field differently from release to release land in the raw
+  layer with every spelling as its own column (Parquet keeps each file's names; a reader
+  that meets two names differing only in case suffixes the second `_1`). These macros pick,
+  at compile time, the spellings that are really there, so a model never names a column
+  that no file has.
+#}
+
+{% macro relation_columns(relation) %}
+  {%- if not execute -%}
+    {{ return([]) }}
+  {%- endif -%}
+  {%- set described = run_query("describe select * from " ~ relation) -%}
+  {{ return(described.columns[0].values() | list) }}
+{% endmacro %}
+
+
+{% macro spelled(columns, spellings) %}
+  {%- set found = [] -%}
+  {%- for column in columns -%}
+    {%- set name = column | lower -%}
+    {%- if name in spellings or modules.re.sub('_[0-9]+$', '', name) in spellings -%}
+      {%- do found.append(adapter.quote(column)) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- if found | length == 0 -%}
+    cast(null as varchar)
+  {%- elif found | length == 1 -%}
+    {{ found[0] }}
+  {%- else -%}
+    coalesce({{ found | join(', ') }})
+  {%- endif -%}
+{% endmacro %}
+
+
+{% macro clean_number(column, type='decimal(38, 10)') %}
+  {#- Portal exports quote numbers with thousands separators ("1,101.6777778"). -#}
+  try_cast(replace({{ column }}, ',', '') as {{ type }})
+{%- endmacro %}
+
+
+{% macro yes_no(column) %}
+  case upper({{ column }}) when 'Y' then true when 'N' then false end
+{%- endmacro %}

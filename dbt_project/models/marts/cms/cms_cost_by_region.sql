@@ -1,0 +1,55 @@
+with
+
+provider_services as (
+
+    select * from {{ ref('int_cms__provider_services_deduped') }}
+
+),
+
+by_provider as (
+
+    select
+        hcpcs_code,
+        state,
+        npi,
+        sum(cast(services as double)) as services,
+        sum(cast(services as double) * cast(avg_payment_amount as double))
+            / nullif(sum(cast(services as double)), 0) as avg_payment
+
+    from provider_services
+    group by hcpcs_code, state, npi
+
+),
+
+by_state as (
+
+    select
+        hcpcs_code,
+        state,
+        count(*) as providers,
+        sum(services) as services,
+        sum(services * avg_payment) / nullif(sum(services), 0) as avg_payment,
+        stddev_samp(avg_payment) as within_state_stddev_payment,
+        stddev_samp(avg_payment) / nullif(avg(avg_payment), 0) as within_state_cv_payment,
+        min(avg_payment) as min_provider_payment,
+        max(avg_payment) as max_provider_payment
+
+    from by_provider
+    group by hcpcs_code, state
+
+),
+
+across_states as (
+
+    select
+        *,
+        count(*) over (partition by hcpcs_code) as states_for_code,
+        rank() over (partition by hcpcs_code order by avg_payment desc) as cost_rank_in_code,
+        max(avg_payment) over (partition by hcpcs_code)
+            / nullif(min(avg_payment) over (partition by hcpcs_code), 0) as state_cost_ratio
+
+    from by_state
+
+)
+
+select * from across_states

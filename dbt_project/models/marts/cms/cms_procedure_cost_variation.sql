@@ -1,0 +1,49 @@
+with
+
+provider_services as (
+
+    select * from {{ ref('int_cms__provider_services_deduped') }}
+
+),
+
+-- One average per provider: a provider billing a code in a facility and in an office (or in
+-- several years) gets its service-weighted average, so no provider counts twice.
+by_provider as (
+
+    select
+        hcpcs_code,
+        npi,
+        sum(cast(services as double)) as services,
+        sum(cast(services as double) * cast(avg_payment_amount as double))
+            / nullif(sum(cast(services as double)), 0) as avg_payment
+
+    from provider_services
+    group by hcpcs_code, npi
+
+),
+
+variation as (
+
+    select
+        hcpcs_code,
+        count(*) as providers,
+        sum(services) as services,
+        sum(services * avg_payment) / nullif(sum(services), 0) as mean_payment,
+        avg(avg_payment) as provider_mean_payment,
+        quantile_cont(avg_payment, 0.5) as median_payment,
+        stddev_samp(avg_payment) as stddev_payment,
+        quantile_cont(avg_payment, 0.1) as p10_payment,
+        quantile_cont(avg_payment, 0.9) as p90_payment,
+        min(avg_payment) as min_payment,
+        max(avg_payment) as max_payment
+
+    from by_provider
+    group by hcpcs_code
+
+)
+
+select
+    *,
+    stddev_payment / nullif(provider_mean_payment, 0) as cv_payment
+
+from variation

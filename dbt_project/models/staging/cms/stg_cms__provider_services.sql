@@ -1,0 +1,76 @@
+{%- set raw = source('raw', 'cms_provider_services') -%}
+{%- set columns = relation_columns(raw) -%}
+
+with
+
+source as (
+
+    select * from {{ raw }}
+    where not coalesce(_tombstone, false)
+
+),
+
+spelled as (
+
+    select
+        {%- for field, spellings in var('cms_spellings').items() %}
+        nullif(trim({{ spelled(columns, spellings) }}), '') as {{ field }},
+        {%- endfor %}
+        {{ spelled(columns, ['_header_data_year']) }} as data_year,
+        _partition,
+        _offset,
+        _timestamp
+
+    from source
+
+),
+
+typed as (
+
+    select
+        -- NPI and zip are identifiers: text, with the leading zeros a numeric loader drops put back.
+        case when regexp_full_match(npi, '[0-9]{1,9}') then lpad(npi, 10, '0') else npi end as npi,
+        last_org_name,
+        first_name,
+        middle_initial,
+        credentials,
+        upper(gender) as gender,
+        upper(entity_code) as entity_code,
+        street1,
+        street2,
+        city,
+        case
+            when regexp_full_match(zip, '[0-9]{1,4}') then lpad(zip, 5, '0')
+            when regexp_full_match(zip, '[0-9]{6,8}') then lpad(zip, 9, '0')
+            else zip
+        end as zip,
+        upper(state) as state,
+        state_fips,
+        ruca,
+        ruca_description,
+        upper(country) as country,
+        provider_type,
+        {{ yes_no('medicare_participation') }} as is_medicare_participant,
+        upper(place_of_service) as place_of_service,
+        upper(hcpcs_code) as hcpcs_code,
+        hcpcs_description,
+        {{ yes_no('hcpcs_drug_indicator') }} as is_drug,
+        {{ clean_number('services') }} as services,
+        {{ clean_number('beneficiaries', 'bigint') }} as beneficiaries,
+        {{ clean_number('beneficiary_day_services', 'bigint') }} as beneficiary_day_services,
+        {{ clean_number('avg_submitted_charge') }} as avg_submitted_charge,
+        {{ clean_number('avg_allowed_amount') }} as avg_allowed_amount,
+        {{ clean_number('avg_payment_amount') }} as avg_payment_amount,
+        {{ clean_number('avg_standardized_amount') }} as avg_standardized_amount,
+        try_cast(data_year as integer) as data_year,
+        cast(_partition as integer) as kafka_partition,
+        cast(_offset as bigint) as kafka_offset,
+        cast(_timestamp as timestamptz) as kafka_timestamp
+
+    from spelled
+    -- The CMS .txt files carry a copyright notice as their first data row.
+    where npi is distinct from '0000000001'
+
+)
+
+select * from typed
