@@ -9,8 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ingestion.streams import cms
+from tests.cms_files import api_csv, new_csv, portal_csv, thousands, write
+from tests.conftest import REPO_ROOT
 
 # A copy of the real CMS tab-separated sample (shared/data/), so a fresh clone has it.
 SAMPLE = Path(__file__).resolve().parent / "data" / "cms_puf_legacy_sample.tsv"
@@ -21,58 +24,15 @@ def sample_rows() -> list[list[str]]:
         return list(csv.reader(handle, delimiter="\t"))[1:]
 
 
-def thousands(value: str) -> str:
-    """The portal export's number format: "1101.6777778" -> "1,101.6777778"."""
-    whole, _, fraction = value.partition(".")
-    return f"{int(whole):,}" + (f".{fraction}" if fraction else "")
-
-
-def write(path: Path, header: list[str], rows: list[list[str]], **dialect) -> Path:
-    encoding = dialect.pop("encoding", "utf-8")
-    with open(path, "w", newline="", encoding=encoding) as handle:
-        csv.writer(handle, **dialect).writerows([header, *rows])
-    return path
-
-
-def as_new(row: list[str], gender: bool) -> list[str]:
-    v = dict(zip(cms.LEGACY, row, strict=True))
-    new = [
-        v["npi"], v["nppes_provider_last_org_name"], v["nppes_provider_first_name"], v["nppes_provider_mi"],
-        v["nppes_credentials"], v["nppes_provider_gender"], v["nppes_entity_code"], v["nppes_provider_street1"],
-        v["nppes_provider_street2"], v["nppes_provider_city"], v["nppes_provider_state"], "24",
-        v["nppes_provider_zip"][:5], "1", "Metropolitan area core: primary flow within an urbanized area of 50,000",
-        v["nppes_provider_country"], v["provider_type"], v["medicare_participation_indicator"], v["hcpcs_code"],
-        v["hcpcs_description"], v["hcpcs_drug_indicator"], v["place_of_service"], v["bene_unique_cnt"],
-        v["line_srvc_cnt"], v["bene_day_srvc_cnt"], v["average_submitted_chrg_amt"],
-        v["average_Medicare_allowed_amt"], v["average_Medicare_payment_amt"], v["average_Medicare_standard_amt"],
-    ]  # fmt: skip
-    return new if gender else new[:5] + new[6:]
-
-
 @pytest.fixture
 def spellings(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     rows = sample_rows()
-    amounts = range(19, 26)
-    portal_rows = [[thousands(v) if i in amounts else v for i, v in enumerate(r)] for r in rows]
-    new_header = list(cms.NEW)
     return {
         "cms_txt": (SAMPLE, "legacy"),
-        "api_csv": (write(tmp_path / "api.csv", [c.lower() for c in cms.LEGACY], rows), "legacy"),
-        "portal_csv": (
-            write(
-                tmp_path / "portal.csv",
-                list(cms.LEGACY_DISPLAY),
-                portal_rows,
-                encoding="utf-8-sig",
-                quoting=csv.QUOTE_ALL,
-            ),
-            "legacy_display",
-        ),
-        "new_with_gender": (write(tmp_path / "new29.csv", new_header, [as_new(r, True) for r in rows]), "new"),
-        "new_without_gender": (
-            write(tmp_path / "new28.csv", new_header[:5] + new_header[6:], [as_new(r, False) for r in rows]),
-            "new",
-        ),
+        "api_csv": (api_csv(tmp_path / "api.csv", rows), "legacy"),
+        "portal_csv": (portal_csv(tmp_path / "portal.csv", rows), "legacy_display"),
+        "new_with_gender": (new_csv(tmp_path / "new29.csv", rows, gender=True), "new"),
+        "new_without_gender": (new_csv(tmp_path / "new28.csv", rows, gender=False), "new"),
         "upper_case_headers": (write(tmp_path / "upper.csv", [c.upper() for c in cms.NEW], []), "new"),
     }
 
@@ -141,3 +101,18 @@ def test_the_new_layout_has_the_new_columns():
     record = json.loads(next(cms.synthetic(seed=1, layout="new"))[1])
     assert list(record) == list(cms.NEW)
     assert cms.detect_layout(list(record)).name == "new"
+
+
+def test_staging_reads_each_field_under_the_spellings_the_producer_knows():
+    project = yaml.safe_load((REPO_ROOT / "dbt_project" / "dbt_project.yml").read_text())
+    spellings = {field: tuple(names) for field, names in project["vars"]["cms_spellings"].items()}
+    assert spellings == cms.ALIASES
+    every_column = {c.lower() for c in (*cms.LEGACY, *cms.LEGACY_DISPLAY, *cms.NEW)}
+    assert every_column <= {name for names in spellings.values() for name in names}
+
+
+def test_the_data_year_comes_from_the_file_name():
+    assert cms.data_year_from_name(Path("Medicare_Provider_Util_Payment_PUF_CY2017.txt")) == 2017
+    assert cms.data_year_from_name(Path("MUP_PHY_R25_P05_V20_D23_Prov_Svc.csv")) == 2023
+    assert cms.data_year_from_name(Path("physician_services_2019.csv")) == 2019
+    assert cms.data_year_from_name(Path("export.csv")) is None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from expectations import UnknownSuite, stream_suites, validate
-from ingestion.streams import CONTRACTS
+from expectations import UnknownSuite, combine, stream_suites, validate
+from ingestion.streams import CONTRACTS, cms
 
 
 def ticks(*rows: tuple[str | None, float | None]) -> pd.DataFrame:
@@ -63,3 +63,90 @@ def test_a_missing_column_fails_every_row_with_a_reason():
 def test_an_unknown_suite_is_a_clear_error():
     with pytest.raises(UnknownSuite, match="no expectation suite 'nope'"):
         validate(ticks(("AAPL", 1.0)), "prices", "nope")
+
+
+def test_outcomes_of_pieces_combine_into_one():
+    whole = combine(
+        [
+            validate(ticks(("AAPL", 1.0), ("AAPL", -1.0)), "prices", "raw_prices"),
+            validate(ticks(("XXX", 1.0)), "prices", "raw_prices"),
+        ]
+    )
+    assert not whole.success
+    assert (whole.row_count, whole.failing_rows) == (3, 2)
+    assert {e.column: e.unexpected for e in whole.expectations if not e.success} == {"price": 1, "symbol": 1}
+
+
+# --- CMS: one suite over every spelling ------------------------------------------------------------
+
+
+def cms_frame(header: tuple[str, ...], *rows: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame([dict(zip(header, r, strict=True)) for r in rows])
+    return frame.assign(_partition=0, _offset=range(len(frame)))
+
+
+def cms_row(**changes: str) -> list[str]:
+    values = dict(zip(cms.LEGACY, SAMPLE_ROW, strict=True)) | changes
+    return [values[c] for c in cms.LEGACY]
+
+
+SAMPLE_ROW = [
+    "1003000126", "ENKESHAFI", "ARDALAN", "", "M.D.", "M", "I", "900 SETON DR", "", "CUMBERLAND", "21502", "MD",
+    "US", "Internal Medicine", "Y", "F", "99217", "Hospital observation care on day of discharge", "N", "68", "67",
+    "68", "73.821029412", "381.30882353", "57.880294118", "58.2125",
+]  # fmt: skip
+
+
+def check_cms(frame: pd.DataFrame):
+    return validate(frame, "cms", "raw_provider_services", aliases=cms.ALIASES)
+
+
+def test_cms_rows_pass_in_every_spelling_read_as_one_schema():
+    legacy = cms_frame(cms.LEGACY, cms_row())
+    display = cms_frame(cms.LEGACY_DISPLAY, cms_row(average_submitted_chrg_amt="1,381.30882353"))
+    mixed = pd.concat([legacy, display], ignore_index=True)  # two spellings in one batch
+    assert check_cms(mixed).success
+    assert check_cms(mixed).row_count == 2
+
+
+def test_cms_copyright_row_is_not_data():
+    notice = ["0000000001", "CPT copyright 2016 American Medical Association."] + [""] * 24
+    outcome = check_cms(cms_frame(cms.LEGACY, notice, cms_row()))
+    assert outcome.success and outcome.row_count == 1
+
+
+def test_cms_defects_fail_naming_the_field():
+    outcome = check_cms(
+        cms_frame(
+            cms.LEGACY,
+            cms_row(npi="12345"),
+            cms_row(hcpcs_code="9921"),
+            cms_row(nppes_provider_state="Maryland"),
+            cms_row(place_of_service="X"),
+            cms_row(average_Medicare_payment_amt="-1"),
+            cms_row(bene_unique_cnt="7"),
+            cms_row(line_srvc_cnt="many"),
+            cms_row(),
+        )
+    )
+    assert (outcome.row_count, outcome.failing_rows) == (8, 7)
+    failed = {
+        (e.expectation.removeprefix("expect_column_values_to_"), e.column)
+        for e in outcome.expectations
+        if not e.success
+    }
+    assert failed == {
+        ("match_regex", "npi"),
+        ("match_regex", "hcpcs_code"),
+        ("match_regex", "state"),
+        ("be_in_set", "place_of_service"),
+        ("be_between", "avg_payment_amount"),
+        ("be_between", "beneficiaries"),
+        ("not_be_null", "services"),
+    }
+
+
+def test_cms_fields_absent_from_every_spelling_fail_every_row():
+    frame = cms_frame(cms.LEGACY, cms_row()).drop(columns=["hcpcs_code"])
+    outcome = check_cms(frame)
+    assert not outcome.success and outcome.failing_rows == 1

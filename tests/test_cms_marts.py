@@ -1,0 +1,260 @@
+"""The CMS marts hold, for a small fixed input replayed in every spelling, the numbers computed
+independently here, re-sent rows included; an incremental build takes in a correction, and a
+bad row stops the marts at the gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from tests.cms_files import api_csv, cms_txt, new_csv, portal_csv
+from tests.conftest import recreate_topics
+
+pytestmark = pytest.mark.integration
+
+LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
+TOPIC = "cms.provider_services"
+
+PROVIDERS = [  # npi, state, zip
+    ("1003000126", "MD", "21502"),
+    ("1003000134", "MD", "02150"),
+    ("1003000142", "CA", "902101234"),
+    ("1003000159", "CA", "94110"),
+    ("1003000167", "ZZ", "00501"),
+    ("1003000175", "TX", "75001"),
+]
+CODES = ["99213", "99214", "99203", "J0135", "0001U"]
+
+
+def row(npi: str, state: str, zip_code: str, code: str, place: str, services: float, payment: float) -> list[str]:
+    """A legacy-order row; allowed and charge follow from the payment as in the real file."""
+    allowed = payment / 0.79
+    return [
+        npi, "PROVIDER " + npi[-3:], "ANN", "", "M.D.", "F", "I", "1 MAIN ST", "", "CUMBERLAND", zip_code, state,
+        "US", "Internal Medicine", "Y", place, code, f"Procedure {code}, as coded", "Y" if code[0] == "J" else "N",
+        f"{services:g}", "11" if services < 20 else "17", "11", f"{allowed:.9f}", f"{allowed * 3:.8f}",
+        f"{payment:.9f}", f"{payment * 1.01:.9f}",
+    ]  # fmt: skip
+
+
+def fixed_rows() -> list[list[str]]:
+    rows = []
+    for i, (npi, state, zip_code) in enumerate(PROVIDERS):
+        for j, code in enumerate(CODES):
+            if (i + j) % 3 == 0:
+                continue
+            place = "F" if (i * j) % 2 else "O"
+            services = 11 + 7 * i + 3 * j + (0.5 if code == "J0135" else 0)
+            payment = (1250.0 + 97 * i if code == "J0135" else 20 + 13.37 * j + 1.11 * i) * (0.9 if place == "F" else 1)
+            rows.append(row(npi, state, zip_code, code, place, services, payment))
+    # One provider bills 99213 in both settings, so its per-provider average weighs the two.
+    rows.append(row("1003000142", "CA", "902101234", "99213", "F", 40, 15.5))
+    return rows
+
+
+def lakehouse(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    if ok:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def replay(*paths: Path) -> None:
+    for path in paths:
+        lakehouse("produce", "cms", "--file", str(path))
+    lakehouse("drain", "cms")
+
+
+# --- the metrics, computed independently of the SQL -----------------------------------------------
+
+
+def latest(files: list[tuple[int, list[list[str]]]]) -> list[dict]:
+    """The rows that count: per (npi, code, place, year), the one sent last."""
+    kept: dict[tuple, dict] = {}
+    for year, rows in files:
+        for r in rows:
+            v = {
+                "npi": r[0], "state": r[11], "place": r[15], "code": r[16], "services": float(r[19]),
+                "benes": int(r[20]), "allowed": float(r[22]), "payment": float(r[24]),
+            }  # fmt: skip
+            kept[(v["npi"], v["code"], v["place"], year)] = v
+    return list(kept.values())
+
+
+def weighted(rows: list[dict], value: str) -> float:
+    return sum(r["services"] * r[value] for r in rows) / sum(r["services"] for r in rows)
+
+
+def group(rows: list[dict], *keys: str) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[tuple(r[k] for k in keys)].append(r)
+    return groups
+
+
+def provider_averages(rows: list[dict]) -> list[tuple[float, float]]:
+    """(services, service-weighted average payment) per provider."""
+    return [(sum(r["services"] for r in mine), weighted(mine, "payment")) for mine in group(rows, "npi").values()]
+
+
+def expected_reach(rows: list[dict]) -> dict[str, tuple]:
+    return {
+        code: (
+            len({r["state"] for r in mine}),
+            len({r["npi"] for r in mine}),
+            sum(r["services"] for r in mine),
+            sum(r["benes"] for r in mine),
+        )
+        for (code,), mine in group(rows, "code").items()
+    }
+
+
+def expected_variation(rows: list[dict]) -> dict[str, tuple]:
+    out = {}
+    for (code,), mine in group(rows, "code").items():
+        per_provider = provider_averages(mine)
+        payments = [p for _, p in per_provider]
+        mean_payment = sum(s * p for s, p in per_provider) / sum(s for s, _ in per_provider)
+        stdev = statistics.stdev(payments) if len(payments) > 1 else None
+        out[code] = (
+            len(payments), mean_payment, statistics.fmean(payments), float(np.percentile(payments, 50)), stdev,
+            float(np.percentile(payments, 10)), float(np.percentile(payments, 90)), min(payments), max(payments),
+        )  # fmt: skip
+    return out
+
+
+def expected_region(rows: list[dict]) -> dict[tuple, tuple]:
+    by_state = {}
+    for (code, state), mine in group(rows, "code", "state").items():
+        per_provider = provider_averages(mine)
+        payments = [p for _, p in per_provider]
+        avg = sum(s * p for s, p in per_provider) / sum(s for s, _ in per_provider)
+        by_state[(code, state)] = [len(payments), sum(r["services"] for r in mine), avg]
+        by_state[(code, state)].append(statistics.stdev(payments) if len(payments) > 1 else None)
+    for (code, _state), figures in by_state.items():
+        costs = [f[2] for (c, _), f in by_state.items() if c == code]
+        figures.append(max(costs) / min(costs))
+    return {key: tuple(figures) for key, figures in by_state.items()}
+
+
+def expected_treatment(rows: list[dict]) -> dict[tuple, tuple]:
+    def level(code: str) -> tuple[str, int | None]:
+        if code in ("99201", "99202", "99203", "99204", "99205"):
+            return "new patient", int(code[-1])
+        if code in ("99211", "99212", "99213", "99214", "99215"):
+            return "established patient", int(code[-1])
+        return "other services", None
+
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["place"], *level(r["code"]))].append(r)
+    return {
+        key: (
+            len({r["npi"] for r in mine}),
+            sum(r["services"] for r in mine),
+            weighted(mine, "allowed"),
+            weighted(mine, "payment"),
+        )
+        for key, mine in groups.items()
+    }
+
+
+# --- the marts, as built ---------------------------------------------------------------------------
+
+
+def mart(home: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def assert_close(actual: dict[object, tuple], expected: dict[object, tuple]) -> None:
+    assert sorted(actual, key=str) == sorted(expected, key=str)
+    for key, figures in expected.items():
+        as_floats = [[float("nan") if v is None else v for v in values] for values in (actual[key], figures)]
+        assert as_floats[0] == pytest.approx(as_floats[1], rel=1e-9, nan_ok=True), key
+
+
+def assert_marts_match(home: Path, rows: list[dict]) -> None:
+    reach = {
+        r[0]: r[1:]
+        for r in mart(home, "select hcpcs_code, states, providers, services, beneficiaries from cms_procedure_reach")
+    }
+    assert_close(reach, expected_reach(rows))
+    ranks = mart(home, "select hcpcs_code from cms_procedure_reach order by reach_rank")
+    providers = [reach[code][1] for (code,) in ranks]
+    assert providers == sorted(providers), "the procedures with the fewest providers come first"
+
+    variation = {
+        r[0]: r[1:]
+        for r in mart(home, """select hcpcs_code, providers, mean_payment, provider_mean_payment, median_payment,
+                                      stddev_payment, p10_payment, p90_payment, min_payment, max_payment
+                               from cms_procedure_cost_variation""")
+    }  # fmt: skip
+    assert_close(variation, expected_variation(rows))
+
+    region = {
+        (r[0], r[1]): r[2:]
+        for r in mart(home, """select hcpcs_code, state, providers, services, avg_payment,
+                                      within_state_stddev_payment, state_cost_ratio from cms_cost_by_region""")
+    }  # fmt: skip
+    assert_close(region, expected_region(rows))
+
+    treatment = {
+        (r[0], r[1], r[2]): r[3:]
+        for r in mart(home, """select place_of_service, visit_type, visit_level, providers, services,
+                                      avg_allowed_amount, avg_payment_amount from cms_treatment_level""")
+    }  # fmt: skip
+    assert_close(treatment, expected_treatment(rows))
+
+
+def test_the_marts_equal_independent_figures_over_every_spelling_then_take_in_a_correction(
+    kafka_env, lake_home, tmp_path
+):
+    recreate_topics(kafka_env, TOPIC)
+    rows = fixed_rows()
+    legacy, portal, new = rows[0::3], rows[1::3], rows[2::3]
+    resent = [row(*PROVIDERS[0], "99214", "O", 99, 61.25)]  # corrects a row of the .txt file
+    assert any(r[0] == PROVIDERS[0][0] and r[16] == "99214" and r[15] == "O" for r in legacy)
+    replay(
+        cms_txt(tmp_path / "Medicare_Provider_Util_Payment_PUF_CY2017.txt", legacy),
+        portal_csv(tmp_path / "physician_supplier_CY2017_export.csv", portal),
+        new_csv(tmp_path / "MUP_PHY_R19_P04_V10_D17_Prov_Svc.csv", new + resent, gender=False),
+        # The same rows for another year are other rows, not re-sends.
+        api_csv(tmp_path / "provider_services_2018.csv", legacy[:3]),
+    )
+    built = lakehouse("build", "cms")
+    assert "gate cms.provider_services/raw_provider_services: passed" in built.stdout
+
+    files = [(2017, legacy), (2017, portal), (2017, new + resent), (2018, legacy[:3])]
+    assert_marts_match(lake_home, latest(files))
+    (stored,) = mart(lake_home, "select count(*) from int_cms__provider_services_deduped")[0]
+    assert stored == len(rows) + 3  # the correction replaced a row; the 2018 rows are new
+
+    # An incremental build takes in a later correction of one row and nothing else.
+    correction = [row(*PROVIDERS[2], "99213", "F", 40, 33.0)]
+    replay(new_csv(tmp_path / "MUP_PHY_R20_P04_V10_D17_Prov_Svc.csv", correction))
+    lakehouse("build", "cms")
+    assert_marts_match(lake_home, latest([*files, (2017, correction)]))
+    assert mart(lake_home, "select count(*) from int_cms__provider_services_deduped")[0][0] == stored
+    mark = json.loads((lake_home / "gates" / TOPIC / "raw_provider_services.json").read_text())
+    assert sum(mark.values()) == len(rows) + 6  # every offset stored (the copyright row too) has passed
+
+    # A row that breaks the suite stops the marts at the gate, and keeps stopping them.
+    before = mart(lake_home, "select * from cms_procedure_reach order by hcpcs_code")
+    bad = row(*PROVIDERS[3], "99215", "X", 5, -3.0)
+    replay(api_csv(tmp_path / "broken_2017.csv", [bad]))
+    for _ in range(2):
+        failed = lakehouse("build", "cms", ok=False)
+        assert failed.returncode == 1
+        assert "raw_provider_services: FAILED: 1 of 1 rows" in failed.stdout
+        assert "place_of_service" in failed.stdout and "avg_payment_amount" in failed.stdout
+    assert mart(lake_home, "select * from cms_procedure_reach order by hcpcs_code") == before
