@@ -333,8 +333,12 @@ def _providers(rng: random.Random, n: int = 20_000) -> list[_Provider]:
     return providers
 
 
-def synthetic(seed: int = 0, layout: str = "legacy") -> Iterator[tuple[bytes, bytes]]:
-    """An endless stream of realistic records in the legacy or the new layout; the same for the same seed."""
+def synthetic(seed: int = 0, layout: str = "legacy", part: int = 0) -> Iterator[tuple[bytes, bytes]]:
+    """An endless stream of realistic records in the legacy or the new layout; the same for the same seed.
+
+    Streams of one seed and different `part`s draw different records from the same providers and
+    procedures, so several processes can generate one realistic data set in parallel.
+    """
     if layout not in ("legacy", "new"):
         raise ValueError(f"layout must be legacy or new, not {layout!r}")
     rng = random.Random(seed)
@@ -342,6 +346,8 @@ def synthetic(seed: int = 0, layout: str = "legacy") -> Iterator[tuple[bytes, by
     code_weights = list(itertools.accumulate(1 / (rank + 1) ** 1.1 for rank in range(len(codes))))
     base_payment = {code: rng.lognormvariate(3.9, 1.1) for code in codes}  # median ~ $49 a service
     providers = _providers(rng)
+    if part:
+        rng = random.Random(f"{seed}/{part}")
     # A plain template rather than json.dumps: the generated values hold no quote or backslash, and
     # this is the producer's hot loop (json.dumps alone would cap it below 50,000 records a second).
     template = "{" + ", ".join(f'"{name}": "%s"' for name in (LEGACY if layout == "legacy" else NEW)) + "}"

@@ -16,36 +16,14 @@
 
 with
 
-staged as (
+new_rows as (
 
     select * from {{ ref('stg_cms__provider_services') }}
+    {% if is_incremental() %}
+    where {{ offsets_past(this) }}
+    {% endif %}
 
 ),
-
-{% if is_incremental() %}
-held as (
-
-    select kafka_partition, max(kafka_offset) as through
-    from {{ this }}
-    group by kafka_partition
-
-),
-
-new_rows as (
-
-    select staged.*
-    from staged
-    left join held using (kafka_partition)
-    where staged.kafka_offset > coalesce(held.through, -1)
-
-),
-{% else %}
-new_rows as (
-
-    select * from staged
-
-),
-{% endif %}
 
 keyed as (
 

@@ -1,0 +1,205 @@
+"""How long the CMS marts take to build from a large raw layer, and what dbt adds to DuckDB.
+
+    uv run python bench/cms_marts.py [--rows 10000000] [--new-rows 100000] [--home DIR]
+
+1. Writes N synthetic CMS rows (the producer's own generator, legacy spelling, data year 2023)
+   into a fresh lake's raw layer exactly as the drain stores them: parsed by the drain's parser
+   against the CMS contract, in files of 250,000 rows over 3 partitions. Kafka is left out: the
+   drain has its own benchmark (bench/drain.py), and this one is about the warehouse.
+2. Runs the SQL of the CMS models and tests alone, in DuckDB without dbt: each model's compiled
+   SQL as `create or replace table|view`, each test's as a count, into a fresh database file.
+3. Runs `dbt build` of the CMS models (staging view, incremental dedup, four marts) and their
+   tests on a fresh warehouse: the full build.
+4. Adds M new rows (a share of them re-sending rows already stored) and runs `dbt build`
+   again: the incremental build.
+
+Prints the wall time and peak RSS of each, and dbt's full build over DuckDB alone. Targets on
+a 2-core machine: full build under 3 minutes, incremental under 20 s, dbt over DuckDB under 1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from ingestion import lake  # noqa: E402
+from ingestion.config import export_for_subprocesses, settings  # noqa: E402
+from ingestion.parse import RawBatch, parse  # noqa: E402
+from ingestion.streams import cms  # noqa: E402
+
+FILE_ROWS = 250_000
+PARTITIONS = 3
+SELECTION = "source:raw.cms_provider_services+"
+
+
+def write_chunk(home: str, part: int, partition: int, start: int, rows: int) -> int:
+    """Generate `rows` records (stream `part` of seed 0) and store them as the drain would."""
+    records = list(islice(cms.synthetic(seed=0, part=part), rows))
+    now = int(time.time() * 1000)
+    year = [(cms.DATA_YEAR_HEADER, str(cms.SYNTHETIC_YEAR).encode())]
+    batch = RawBatch(
+        topic=cms.CONTRACT.topic,
+        partition=partition,
+        offsets=list(range(start, start + rows)),
+        timestamps=[now] * rows,
+        keys=[key for key, _ in records],
+        values=[value for _, value in records],
+        headers_of=lambda _i: year,
+    )
+    table = parse(batch, cms.CONTRACT, record_max_bytes=1 << 20).table
+    day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))
+    path = (
+        lake.topic_dir(Path(home) / "raw", cms.CONTRACT.topic)
+        / f"date={day}"
+        / lake.data_file_name(partition, start, start + rows)
+    )
+    lake.write_pending(table, path)
+    lake.publish(path)
+    return table.num_rows
+
+
+def write_raw(home: Path, rows: int, first_part: int, next_offset: list[int]) -> float:
+    """Write `rows` rows in parallel; `next_offset` (per partition) moves past them. Returns seconds."""
+    chunks = []
+    for i, start_row in enumerate(range(0, rows, FILE_ROWS)):
+        partition = i % PARTITIONS
+        size = min(FILE_ROWS, rows - start_row)
+        chunks.append((str(home), first_part + i, partition, next_offset[partition], size))
+        next_offset[partition] += size
+    started = time.monotonic()
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        written = sum(pool.map(write_chunk, *zip(*chunks, strict=True)))
+    assert written == rows, f"wrote {written} of {rows} rows"
+    return time.monotonic() - started
+
+
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Run a child; return its wall seconds, its peak RSS in MiB and its output."""
+    started = time.monotonic()
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.monotonic() - started
+    if child.returncode != 0:
+        sys.exit(f"{' '.join(command[:3])} failed:\n{output[-4000:]}")
+    return seconds, usage.ru_maxrss // 1024, output
+
+
+def dbt(home: Path, *args: str) -> list[str]:
+    return [
+        str(Path(sys.executable).with_name("dbt")),
+        *args,
+        "--project-dir",
+        str(REPO_ROOT / "dbt_project"),
+        "--profiles-dir",
+        str(REPO_ROOT / "dbt_project"),
+        "--target-path",
+        str(home / "dbt" / "target"),
+    ]
+
+
+BARE = """
+import duckdb, json, sys
+statements = json.load(open(sys.argv[1]))
+con = duckdb.connect(sys.argv[2])
+for sql in statements:
+    con.execute(sql).fetchall()
+"""
+
+
+def bare_statements(home: Path) -> list[str]:
+    """The SQL dbt ran for the CMS models and tests, as plain DuckDB statements in the same order."""
+    target = home / "dbt" / "target"
+    manifest = json.loads((target / "manifest.json").read_text())
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    statements = []
+    for result in results:
+        node = manifest["nodes"][result["unique_id"]]
+        code = result.get("compiled_code") or node.get("compiled_code")
+        name = node.get("alias") or node["name"]
+        if node["resource_type"] == "model":
+            kind = "view" if node["config"]["materialized"] == "view" else "table"
+            statements.append(f'create or replace {kind} "{name}" as {code}')
+        elif node["resource_type"] == "test":
+            statements.append(f"select count(*) from ({code}) as failures")
+    return statements
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--new-rows", type=int, default=100_000)
+    parser.add_argument("--home", type=Path, default=None, help="Lake home to use (default: a temporary one)")
+    args = parser.parse_args()
+
+    home = (args.home or Path(tempfile.mkdtemp(prefix="bench-cms-"))).resolve()
+    if (home / "raw").exists() or (home / "warehouse.duckdb").exists():
+        sys.exit(f"{home} is not empty; give a fresh --home")
+    os.environ["LAKEHOUSE_HOME"] = str(home)
+    export_for_subprocesses(settings())
+    env = dict(os.environ)
+
+    next_offset = [0] * PARTITIONS
+    print(f"writing {args.rows:,} raw rows to {home} ...", flush=True)
+    seconds = write_raw(home, args.rows, first_part=1, next_offset=next_offset)
+    raw_mb = sum(f.stat().st_size for f in (home / "raw").rglob("*.parquet")) / 2**20
+    print(f"  {seconds:.0f} s, {raw_mb:,.0f} MiB of Parquet", flush=True)
+
+    print("full build ...", flush=True)
+    full_s, full_mb, output = timed(dbt(home, "build", "--select", SELECTION), env)
+    statements = bare_statements(home)
+    tests = sum(s.startswith("select count(*)") for s in statements)
+    print("DuckDB alone, the same SQL ...", flush=True)
+    plan = home / "bare.json"
+    plan.write_text(json.dumps(statements))
+    # Same file name in another folder: the compiled SQL names its relations by the database's name.
+    (home / "bare").mkdir()
+    bare_db = home / "bare" / "warehouse.duckdb"
+    bare_s, bare_mb, _ = timed([sys.executable, "-c", BARE, str(plan), str(bare_db)], env)
+
+    import duckdb
+
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        counts = {
+            name: con.execute(f"select count(*) from {name}").fetchone()[0]
+            for name in ("stg_cms__provider_services", "int_cms__provider_services_deduped", "cms_cost_by_region")
+        }
+
+    print(f"adding {args.new_rows:,} rows ...", flush=True)
+    write_raw(home, args.new_rows, first_part=10_000, next_offset=next_offset)
+    incremental_s, incremental_mb, _ = timed(dbt(home, "build", "--select", SELECTION), env)
+
+    print()
+    print(
+        f"CMS marts from {args.rows:,} raw rows ({raw_mb:,.0f} MiB Parquet; {counts['int_cms__provider_services_deduped']:,}"
+    )
+    print(f"provider-service rows after dedup; {len(statements) - tests} models, {tests} tests):")
+    print(f"  {'':<34}{'seconds':>9}{'peak RSS MiB':>14}")
+    print(f"  {'dbt build, full':<34}{full_s:>9.1f}{full_mb:>14,}")
+    print(f"  {'DuckDB alone, the same SQL':<34}{bare_s:>9.1f}{bare_mb:>14,}")
+    print(f"  {f'dbt build, incremental (+{args.new_rows:,})':<34}{incremental_s:>9.1f}{incremental_mb:>14,}")
+    print(f"  dbt over DuckDB alone: {full_s / bare_s:.2f}x (target < 1.5x)")
+    print(
+        f"  full build {'under' if full_s < 180 else 'OVER'} 3 minutes; incremental {'under' if incremental_s < 20 else 'OVER'} 20 s"
+    )
+    if args.home is None:
+        shutil.rmtree(home, ignore_errors=True)
+    if "ERROR=0" not in output:
+        sys.exit("the full build reported errors")
+
+
+if __name__ == "__main__":
+    main()
