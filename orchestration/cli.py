@@ -286,12 +286,13 @@ def ui(port: int, host: str, only: str | None) -> None:
 @cli.command()
 @click.option("--once", is_flag=True, help="Exit 0 as soon as the marts are built (for tests and CI).")
 @click.option("--count", type=int, default=5000, show_default=True, help="Prices to send.")
+@click.option("--cms-count", type=int, default=20_000, show_default=True, help="Synthetic CMS rows to send.")
 @click.option("--port", type=int, default=3000, show_default=True, help="Dagster UI port.")
-def demo(once: bool, count: int, port: int) -> None:
-    """Start Kafka, send prices, run Dagster until the marts are built, print them."""
+def demo(once: bool, count: int, cms_count: int, port: int) -> None:
+    """Start Kafka, send a sample of every stream, run Dagster until every mart is built, print them."""
     from orchestration import demo as demo_flow
 
-    demo_flow.run(once=once, count=count, port=port)
+    demo_flow.run(once=once, count=count, cms_count=cms_count, port=port)
 
 
 def main() -> None:

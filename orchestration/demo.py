@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -13,12 +14,11 @@ import pandas as pd
 from ingestion import local_kafka
 from ingestion.config import settings
 from ingestion.produce import produce
-from ingestion.streams import prices
+from ingestion.streams import cms, prices
 from orchestration.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
 
 log = logging.getLogger(__name__)
 
-SHOWCASE = ("marts", "prices_symbol_stats")
 DEMO_SENSOR_INTERVAL_S = "10"  # the demo should not make a new user wait two minutes for the first tick
 
 
@@ -59,9 +59,17 @@ def _query_when_free(path: Path, sql: str, timeout_s: float = 60.0) -> pd.DataFr
             time.sleep(1)
 
 
-def wait_for_marts(instance, since: float, timeout_s: float, ui: object) -> None:
+def mart_names() -> list[str]:
+    """Every mart of the dbt project, by name."""
+    from orchestration.defs.dbt import dbt_project
+
+    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
+    return sorted(n["name"] for n in nodes if n["resource_type"] == "model" and n["fqn"][1] == "marts")
+
+
+def wait_for_marts(instance, marts: list[str], since: float, timeout_s: float, ui: object) -> None:
     deadline = time.monotonic() + timeout_s
-    while not _latest_build(instance, SHOWCASE, since):
+    while not all(_latest_build(instance, ("marts", name), since) for name in marts):
         if getattr(ui, "poll", lambda: None)() is not None:
             raise DemoFailed("Dagster stopped unexpectedly; see its log under LAKEHOUSE_HOME/dagster/dev.log")
         failed = _failed_runs(instance, since)
@@ -72,7 +80,7 @@ def wait_for_marts(instance, since: float, timeout_s: float, ui: object) -> None
         time.sleep(2)
 
 
-def run(once: bool, count: int = 5000, port: int = 3000, timeout_s: float = 900.0) -> None:
+def run(once: bool, count: int = 5000, cms_count: int = 20_000, port: int = 3000, timeout_s: float = 900.0) -> None:
     import dagster as dg
 
     os.environ.setdefault("LAKEHOUSE_SENSOR_INTERVAL_S", DEMO_SENSOR_INTERVAL_S)
@@ -88,16 +96,22 @@ def run(once: bool, count: int = 5000, port: int = 3000, timeout_s: float = 900.
         since = time.time()
         sent = produce(prices.CONTRACT, prices.ticks(), count=count)
         print(f"Sent {sent} prices to topic `prices`.")
+        year = {cms.DATA_YEAR_HEADER: str(cms.SYNTHETIC_YEAR)}
+        sent = produce(cms.CONTRACT, cms.synthetic(seed=0), count=cms_count, headers=year)
+        print(f"Sent {sent} synthetic CMS provider-services rows to topic `{cms.CONTRACT.topic}`.")
         log_file = s.dagster_home / "dev.log"
         s.dagster_home.mkdir(parents=True, exist_ok=True)
         ui = start_dev(s, port=port, log_to=log_file)
         print(f"Dagster is starting at http://127.0.0.1:{port} (log: {log_file}); waiting for the sensor's run...")
         instance = dg.DagsterInstance.from_config(str(s.dagster_home))
-        wait_for_marts(instance, since, timeout_s, ui)
+        marts = mart_names()
+        wait_for_marts(instance, marts, since, timeout_s, ui)
+        print("\nEvery mart is built:")
+        for name in marts:
+            rows = _query_when_free(s.warehouse_path, f"select count(*) as n from {name}")
+            print(f"  {name:<34} {int(rows.n[0]):>8} rows")
         stats = _query_when_free(s.warehouse_path, "select * from prices_symbol_stats order by symbol")
         print("\nprices_symbol_stats\n" + stats.to_string(index=False))
-        outliers = _query_when_free(s.warehouse_path, "select count(*) as n from prices_outliers")
-        print(f"\nprices_outliers: {int(outliers.n[0])} ticks more than 3 standard deviations from their mean")
         print(f"\nDagster UI: http://127.0.0.1:{port}   (runs, lineage, checks)")
         if once:
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from tests.conftest import free_port_pair
 pytestmark = pytest.mark.integration
 
 
-def test_the_demo_starts_everything_builds_the_prices_marts_prints_them_and_stops_everything(tmp_path):
+def test_the_demo_starts_everything_builds_every_mart_prints_them_and_stops_everything(tmp_path):
     kafka_port = free_port_pair()
     ui_port = free_port_pair()
     env = {
@@ -32,7 +33,10 @@ def test_the_demo_starts_everything_builds_the_prices_marts_prints_them_and_stop
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "Sent 5000 prices" in out
-    assert "prices_symbol_stats" in out
+    assert "Sent 20000 synthetic CMS provider-services rows" in out
+    for mart in ("prices_symbol_stats", "prices_outliers", "cms_procedure_reach", "cms_procedure_cost_variation",
+                 "cms_cost_by_region", "cms_treatment_level"):  # fmt: skip
+        assert re.search(rf"^  {mart} +[1-9][0-9]* rows$", out, re.MULTILINE), mart
     for symbol in ("AAPL", "MSFT", "GOOG", "AMZN", "TSLA"):
         assert symbol in out
     assert f"http://127.0.0.1:{ui_port}" in out

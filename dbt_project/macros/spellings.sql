@@ -10,6 +10,11 @@
   {%- if not execute -%}
     {{ return([]) }}
   {%- endif -%}
+  {#- A raw table with no file yet has no columns (rather than failing `dbt compile` or `docs generate`). -#}
+  {%- set files = modules.re.search("read_parquet\\('([^']+)'", relation | string) -%}
+  {%- if files and run_query("select count(*) from glob('" ~ files.group(1) ~ "')").columns[0].values()[0] == 0 -%}
+    {{ return([]) }}
+  {%- endif -%}
   {%- set described = run_query("describe select * from " ~ relation) -%}
   {{ return(described.columns[0].values() | list) }}
 {% endmacro %}
