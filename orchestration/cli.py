@@ -240,6 +240,9 @@ def build(stream: str | None) -> None:
     for contracts in selected:
         name = contracts[0].stream
         result = build_stream(name, contracts)
+        if result.nothing_stored:
+            click.echo(f"{name}: nothing stored yet in {', '.join(result.nothing_stored)}; drain it first")
+            continue
         for suite, outcome in result.gates:
             state = "passed" if outcome.success else f"FAILED: {outcome.failing_rows} of {outcome.row_count} rows"
             click.echo(f"gate {suite}: {state}")
