@@ -29,6 +29,20 @@ def produce(
     total: int | None = None,
     headers: dict[str, str] | None = None,
 ) -> int:
+    """Send a stream of (key, value) messages to one contract's topic; see `produce_to`."""
+    tagged = ((contract, key, value) for key, value in messages)
+    return produce_to([contract], tagged, count, rate, progress, total, headers)
+
+
+def produce_to(
+    contracts: list[Contract],
+    messages: Iterable[tuple[Contract, bytes | None, bytes | None]],
+    count: int | None = None,
+    rate: float | None = None,
+    progress: bool = True,
+    total: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> int:
     """Send up to `count` messages (all of them when None) at most `rate` a second; return how many were sent.
 
     `total`, when known (the rows of a file), gives the progress bar its ETA; `headers` go
@@ -38,7 +52,9 @@ def produce(
     on the way out, also after Ctrl-C.
     """
     kafka.wait_until_ready()
-    kafka.ensure_topic(contract.topic, contract.partitions)
+    for contract in contracts:
+        kafka.ensure_topic(contract.topic, contract.partitions)
+    topics = ", ".join(c.topic for c in contracts)
     client = kafka.producer()
     kafka_headers = [(name, value.encode()) for name, value in (headers or {}).items()] or None
     failures: list[str] = []
@@ -51,7 +67,7 @@ def produce(
     bar = tqdm(
         total=total or count,
         unit=" msg",
-        desc=f"producing to {contract.topic}",
+        desc=f"producing to {topics}",
         disable=not progress,
         file=sys.stderr,
         mininterval=0.5,
@@ -59,7 +75,7 @@ def produce(
     sent = 0
     started = time.monotonic()
     try:
-        for key, value in source:
+        for contract, key, value in source:
             while True:
                 try:
                     client.produce(contract.topic, key=key, value=value, headers=kafka_headers, on_delivery=on_delivery)
@@ -82,8 +98,6 @@ def produce(
         bar.update(sent % 1000)
         bar.close()
     if failures:
-        raise DeliveryFailed(
-            f"{len(failures)} of {sent} messages were not delivered to {contract.topic}: {failures[0]}"
-        )
-    log.info("sent %d messages to %s in %.1f s", sent, contract.topic, time.monotonic() - started)
+        raise DeliveryFailed(f"{len(failures)} of {sent} messages were not delivered to {topics}: {failures[0]}")
+    log.info("sent %d messages to %s in %.1f s", sent, topics, time.monotonic() - started)
     return sent

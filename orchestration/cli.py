@@ -149,6 +149,25 @@ def produce_cms(
     click.echo(f"sent {sent} messages to {cms.CONTRACT.topic}")
 
 
+@produce.command("office")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between claim+diagnosis pairs.")
+@click.option("--duplicates", type=click.FloatRange(0, 1), default=0.05, show_default=True, help="Share re-sent.")
+@click.option("--count", type=int, default=None, help="How many claim+diagnosis pairs (default: forever).")
+@click.option("--seed", type=int, default=0, show_default=True, help="The random seed.")
+@click.option("--first-id", type=int, default=0, show_default=True, help="The id of the first claim and diagnosis.")
+def produce_office(interval: float, duplicates: float, count: int | None, seed: int, first_id: int) -> None:
+    """The doctor's office: its 1,000 patients, then one claim and one diagnosis every interval."""
+    from ingestion.produce import produce as send
+    from ingestion.produce import produce_to
+    from ingestion.streams import office
+
+    patients = send(office.PATIENTS_CONTRACT, office.patients(seed), progress=False)
+    click.echo(f"sent {patients} patients to {office.PATIENTS_CONTRACT.topic}")
+    rate = 2 * (1 + duplicates) / interval if interval > 0 else None
+    sent = produce_to([office.CLAIMS, office.DIAGNOSES], office.activity(count, duplicates, seed, first_id), rate=rate)
+    click.echo(f"sent {sent} messages to {office.CLAIMS.topic} and {office.DIAGNOSES.topic}")
+
+
 # --- drain, build --------------------------------------------------------------------------------
 
 

@@ -13,8 +13,8 @@ import pandas as pd
 
 from ingestion import local_kafka
 from ingestion.config import settings
-from ingestion.produce import produce
-from ingestion.streams import cms, prices
+from ingestion.produce import produce, produce_to
+from ingestion.streams import cms, office, prices
 from orchestration.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,31 @@ def wait_for_marts(instance, marts: list[str], since: float, timeout_s: float, u
         time.sleep(2)
 
 
-def run(once: bool, count: int = 5000, cms_count: int = 20_000, port: int = 3000, timeout_s: float = 900.0) -> None:
+def keep_streaming(cms_year: dict[str, str], office_first_id: int) -> None:
+    """The endless streams of a running demo, in the background until the process ends."""
+    import threading
+
+    streams = [
+        lambda: produce_to(
+            [office.CLAIMS, office.DIAGNOSES],
+            office.activity(seed=1, first_id=office_first_id),
+            rate=2.1 / 2,
+            progress=False,
+        ),
+        lambda: produce(cms.CONTRACT, cms.synthetic(seed=1, part=1), rate=20, progress=False, headers=cms_year),
+    ]
+    for stream in streams:
+        threading.Thread(target=stream, daemon=True).start()
+
+
+def run(
+    once: bool,
+    count: int = 5000,
+    cms_count: int = 20_000,
+    office_count: int = 1000,
+    port: int = 3000,
+    timeout_s: float = 900.0,
+) -> None:
     import dagster as dg
 
     os.environ.setdefault("LAKEHOUSE_SENSOR_INTERVAL_S", DEMO_SENSOR_INTERVAL_S)
@@ -99,6 +123,9 @@ def run(once: bool, count: int = 5000, cms_count: int = 20_000, port: int = 3000
         year = {cms.DATA_YEAR_HEADER: str(cms.SYNTHETIC_YEAR)}
         sent = produce(cms.CONTRACT, cms.synthetic(seed=0), count=cms_count, headers=year)
         print(f"Sent {sent} synthetic CMS provider-services rows to topic `{cms.CONTRACT.topic}`.")
+        produce(office.PATIENTS_CONTRACT, office.patients(), progress=False)
+        sent = produce_to([office.CLAIMS, office.DIAGNOSES], office.activity(count=office_count))
+        print(f"Sent {sent} office claims and diagnoses (re-sent copies included) and its {office.PATIENTS} patients.")
         log_file = s.dagster_home / "dev.log"
         s.dagster_home.mkdir(parents=True, exist_ok=True)
         ui = start_dev(s, port=port, log_to=log_file)
@@ -115,7 +142,11 @@ def run(once: bool, count: int = 5000, cms_count: int = 20_000, port: int = 3000
         print(f"\nDagster UI: http://127.0.0.1:{port}   (runs, lineage, checks)")
         if once:
             return
-        print("Running; the sensor drains new data every few seconds. Ctrl-C stops Dagster and Kafka.")
+        keep_streaming(year, office_first_id=office_count)
+        print(
+            "Running, with the office (a claim and a diagnosis every 2 s) and CMS (20 rows/s) streams going on; "
+            "the sensors drain them every few seconds. Ctrl-C stops Dagster and Kafka."
+        )
         interrupt_on_sigterm()
         try:
             ui.wait()

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from ingestion.streams import CONTRACTS, STREAMS
-from orchestration.defs.dbt import GATED_EAGER, WAREHOUSE_POOL
+from orchestration.defs.dbt import GATED_EAGER, WAREHOUSE_POOL, gated
 from orchestration.defs.raw import raw_asset_key
 
 PRICES_LINEAGE = [
@@ -64,6 +64,12 @@ def test_dbt_models_write_the_warehouse_from_one_pool_and_wait_for_passing_gates
     node = defs.resolve_asset_graph().get(dg.AssetKey(["marts", "prices_symbol_stats"]))
     assert node.assets_def.op.pool == WAREHOUSE_POOL
     assert node.automation_condition == GATED_EAGER
+
+
+def test_the_office_revenue_mart_is_also_rebuilt_every_10_minutes(defs):
+    node = defs.resolve_asset_graph().get(dg.AssetKey(["marts", "office_revenue_10min"]))
+    assert node.automation_condition == gated("*/10 * * * *")
+    assert node.automation_condition != GATED_EAGER
 
 
 def test_the_lake_is_compacted_daily_by_default(defs):

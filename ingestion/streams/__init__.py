@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from ingestion.contracts import Contract
-from ingestion.streams import cms, prices
+from ingestion.streams import cms, office, prices
 
-CONTRACTS: dict[str, Contract] = {contract.topic: contract for contract in (prices.CONTRACT, cms.CONTRACT)}
+CONTRACTS: dict[str, Contract] = {
+    contract.topic: contract for contract in (prices.CONTRACT, cms.CONTRACT, *office.CONTRACTS)
+}
 
 STREAMS: dict[str, tuple[Contract, ...]] = {}
 for _contract in CONTRACTS.values():

@@ -22,6 +22,14 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 GATED_EAGER = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
+def gated(cron: str | None) -> dg.AutomationCondition:
+    """GATED_EAGER, and with a cron (a model's `meta.refresh_cron`) also at every tick of it."""
+    if cron is None:
+        return GATED_EAGER
+    on_tick = dg.AutomationCondition.cron_tick_passed(cron) & ~dg.AutomationCondition.in_progress()
+    return (dg.AutomationCondition.eager() | on_tick) & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
 def dbt_project() -> DbtProject:
     """The project, with its manifest parsed once per lake home (dbt's target folder lives there)."""
     s = settings()
@@ -49,7 +57,7 @@ class LakehouseTranslator(DagsterDbtTranslator):
         return fqn[2] if len(fqn) > 3 else super().get_group_name(dbt_resource_props)
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
-        return GATED_EAGER
+        return gated(dbt_resource_props.get("config", {}).get("meta", {}).get("refresh_cron"))
 
 
 def dbt_resource() -> DbtCliResource:

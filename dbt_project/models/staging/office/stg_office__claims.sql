@@ -1,0 +1,27 @@
+with
+
+source as (
+
+    select * from {{ source('raw', 'office_claims') }}
+    where not coalesce(_tombstone, false)
+
+),
+
+-- The office may send a claim again: the first copy to arrive is the claim, later ones are dropped.
+first_sent as (
+
+    select
+        cast(id as bigint) as claim_id,
+        cast(patient_id as bigint) as patient_id,
+        code as procedure_code,
+        cast(price as decimal(12, 2)) as price,
+        cast(_timestamp at time zone 'UTC' as timestamp) as claimed_at,
+        cast(_partition as integer) as kafka_partition,
+        cast(_offset as bigint) as kafka_offset
+
+    from source
+    qualify row_number() over (partition by id order by _timestamp, _partition, _offset) = 1
+
+)
+
+select * from first_sent

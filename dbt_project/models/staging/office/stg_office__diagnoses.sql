@@ -1,0 +1,26 @@
+with
+
+source as (
+
+    select * from {{ source('raw', 'office_diagnoses') }}
+    where not coalesce(_tombstone, false)
+
+),
+
+-- The office may send a diagnosis again: the first copy to arrive is the diagnosis.
+first_sent as (
+
+    select
+        cast(id as bigint) as diagnosis_id,
+        cast(patient_id as bigint) as patient_id,
+        upper(icd10_code) as icd10_code,
+        cast(_timestamp at time zone 'UTC' as timestamp) as diagnosed_at,
+        cast(_partition as integer) as kafka_partition,
+        cast(_offset as bigint) as kafka_offset
+
+    from source
+    qualify row_number() over (partition by id order by _timestamp, _partition, _offset) = 1
+
+)
+
+select * from first_sent

@@ -1,0 +1,25 @@
+with
+
+source as (
+
+    select * from {{ source('raw', 'office_patients') }}
+    where not coalesce(_tombstone, false)
+
+),
+
+-- The patient list is re-published by each producer run: the latest copy of each patient counts.
+latest as (
+
+    select
+        cast(id as bigint) as patient_id,
+        first_name,
+        last_name,
+        try_cast(birth_date as date) as birth_date,
+        gender
+
+    from source
+    qualify row_number() over (partition by id order by _timestamp desc, _partition desc, _offset desc) = 1
+
+)
+
+select * from latest

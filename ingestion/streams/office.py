@@ -1,0 +1,120 @@
+"""A doctor's office: one claim and one diagnosis every couple of seconds, sometimes sent twice.
+
+The office system publishes `{"id", "patient_id", "code", "price"}` claims and `{"id",
+"patient_id", "icd10_code"}` diagnoses as JSON, with no time of their own (a record's time is
+when it reached Kafka), and may send the same object again. Its 1,000 patients come from a
+seed and are published to `office.patients`, keyed by id.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import deque
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+from ingestion.contracts import Contract
+
+PATIENTS = 1_000
+AMNESIA = "R41.3"
+ASTHMA = "J44.9"  # the office's own label for its asthma patients
+
+# Diagnoses the office makes, most often first; amnesia and asthma are the ones its owners watch.
+ICD10_CODES = (
+    "J06.9", "I10", "E11.9", AMNESIA, ASTHMA, "M54.5", "K21.9", "F32.9", "J20.9", "R51", "N39.0", "E78.5",
+)  # fmt: skip
+# Procedure codes billed, with their usual price range in dollars.
+PROCEDURES = {"03230": (2, 8), "99213": (60, 110), "99214": (90, 160), "81002": (3, 12), "36415": (5, 15)}
+
+CLAIMS = Contract(
+    stream="office",
+    topic="office.claims",
+    schema=pa.schema(
+        [
+            pa.field("id", pa.int64()),
+            pa.field("patient_id", pa.int64()),
+            pa.field("code", pa.string()),
+            pa.field("price", pa.float64()),
+        ]
+    ),
+    required=("id", "patient_id", "price"),
+    description="Claims of the doctor's office: id, patient_id, procedure code, price; re-sent at times.",
+    suites=("raw_claims",),
+)
+
+DIAGNOSES = Contract(
+    stream="office",
+    topic="office.diagnoses",
+    schema=pa.schema(
+        [pa.field("id", pa.int64()), pa.field("patient_id", pa.int64()), pa.field("icd10_code", pa.string())]
+    ),
+    required=("id", "patient_id", "icd10_code"),
+    description="Diagnoses of the doctor's office: id, patient_id, ICD-10 code; re-sent at times.",
+    suites=("raw_diagnoses",),
+)
+
+PATIENTS_CONTRACT = Contract(
+    stream="office",
+    topic="office.patients",
+    schema=pa.schema(
+        [
+            pa.field("id", pa.int64()),
+            pa.field("first_name", pa.string()),
+            pa.field("last_name", pa.string()),
+            pa.field("birth_date", pa.string()),
+            pa.field("gender", pa.string()),
+        ]
+    ),
+    required=("id",),
+    description="The office's 1,000 patients, keyed by id (the same seed gives the same people).",
+)
+
+CONTRACTS = (CLAIMS, DIAGNOSES, PATIENTS_CONTRACT)
+
+_FIRST = ("Ada", "Ben", "Chloe", "Dan", "Eva", "Finn", "Grace", "Hugo", "Iris", "Jack", "Lena", "Max", "Nora", "Omar")
+_LAST = ("Smith", "Jansen", "Garcia", "Kim", "Novak", "Okafor", "Rossi", "Silva", "Weber", "Young", "Zhang", "Haas")
+
+
+def patients(seed: int = 0) -> Iterator[tuple[bytes, bytes]]:
+    """The office's patients as (id, JSON) messages."""
+    rng = random.Random(f"patients/{seed}")
+    for patient_id in range(PATIENTS):
+        person = {
+            "id": patient_id,
+            "first_name": rng.choice(_FIRST),
+            "last_name": rng.choice(_LAST),
+            "birth_date": f"{rng.randint(1930, 2015)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            "gender": rng.choice("FM"),
+        }
+        yield str(patient_id).encode(), json.dumps(person).encode()
+
+
+def activity(
+    count: int | None = None, duplicates: float = 0.05, seed: int = 0, first_id: int = 0
+) -> Iterator[tuple[Contract, bytes, bytes]]:
+    """One claim, then one diagnosis, `count` times (forever when None), with ids from `first_id`;
+    after each object, with probability `duplicates`, an earlier one of its kind is sent again unchanged."""
+    rng = random.Random(seed)
+    # Re-sends are of recent objects, so an endless stream keeps only the latest few thousand.
+    sent: dict[str, deque[tuple[bytes, bytes]]] = {t: deque(maxlen=5_000) for t in (CLAIMS.topic, DIAGNOSES.topic)}
+    weights = [1 / (rank + 1) for rank in range(len(ICD10_CODES))]
+    pair = first_id
+    while count is None or pair < first_id + count:
+        code = rng.choice(list(PROCEDURES))
+        low, high = PROCEDURES[code]
+        claim = {"id": pair, "patient_id": rng.randrange(PATIENTS), "code": code, "price": rng.randint(low, high)}
+        diagnosis = {
+            "id": pair,
+            "patient_id": rng.randrange(PATIENTS),
+            "icd10_code": rng.choices(ICD10_CODES, weights=weights)[0],
+        }
+        for contract, record in ((CLAIMS, claim), (DIAGNOSES, diagnosis)):
+            message = (str(record["id"]).encode(), json.dumps(record).encode())
+            sent[contract.topic].append(message)
+            yield contract, *message
+            if rng.random() < duplicates:
+                earlier = sent[contract.topic]
+                yield contract, *earlier[rng.randrange(len(earlier))]
+        pair += 1

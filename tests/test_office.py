@@ -1,0 +1,129 @@
+"""The office stream: re-sent claims and diagnoses count once (the first copy wins), and
+`office_revenue_10min` equals the revenue computed here from the same records, also after an
+incremental build."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from confluent_kafka import Producer
+
+from ingestion.streams import office
+from tests.conftest import recreate_topics
+
+LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def test_the_producer_sends_a_claim_and_a_diagnosis_per_pair_and_re_sends_some_unchanged():
+    messages = list(office.activity(count=2000, duplicates=0.1, seed=3))
+    assert messages == list(office.activity(count=2000, duplicates=0.1, seed=3))
+    for contract in (office.CLAIMS, office.DIAGNOSES):
+        values = [json.loads(value) for c, _, value in messages if c is contract]
+        ids = [v["id"] for v in values]
+        assert set(ids) == set(range(2000))
+        resent = len(ids) - 2000
+        assert 120 < resent < 280  # about 10% of 2000
+        first = {}
+        for v in values:  # a re-sent object is the same object
+            assert first.setdefault(v["id"], v) == v
+        assert all(0 <= v["patient_id"] < office.PATIENTS for v in values)
+    patients = [json.loads(value) for _, value in office.patients()]
+    assert [p["id"] for p in patients] == list(range(1000))
+
+
+# --- end to end -------------------------------------------------------------------------------------
+
+
+def send(bootstrap: str, topic: str, records: list[tuple[dict, datetime]]) -> None:
+    """An independent producer: plain confluent-kafka, explicit Kafka timestamps."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for record, at in records:
+        producer.produce(topic, key=str(record["id"]), value=json.dumps(record), timestamp=int(at.timestamp() * 1000))
+    assert producer.flush(30) == 0
+
+
+def lakehouse(*args: str) -> str:
+    result = subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def expected_revenue(claims: list[tuple[dict, datetime]], diagnoses: list[tuple[dict, datetime]]) -> dict:
+    first_claims: dict[int, tuple[dict, datetime]] = {}
+    for record, at in sorted(claims, key=lambda c: c[1]):
+        first_claims.setdefault(record["id"], (record, at))
+    first_diagnoses: dict[int, tuple[dict, datetime]] = {}
+    for record, at in sorted(diagnoses, key=lambda d: d[1]):
+        first_diagnoses.setdefault(record["id"], (record, at))
+    diagnosed: dict[tuple[int, str], datetime] = {}
+    for record, at in first_diagnoses.values():
+        category = {"R41.3": "Amnesia", "J44.9": "Asthma"}.get(record["icd10_code"])
+        if category:
+            key = (record["patient_id"], category)
+            diagnosed[key] = min(at, diagnosed.get(key, at))
+    windows: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0])
+    for record, at in first_claims.values():
+        for category in ("Amnesia", "Asthma"):
+            since = diagnosed.get((record["patient_id"], category))
+            if since is not None and since <= at:
+                start = at.replace(minute=at.minute - at.minute % 10, second=0, microsecond=0)
+                windows[(start.replace(tzinfo=None), category)][0] += record["price"]
+                windows[(start.replace(tzinfo=None), category)][1] += 1
+    return {key: (revenue, count) for key, (revenue, count) in windows.items()}
+
+
+def built(home: Path) -> dict:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute("select window_start, category, revenue, claims from office_revenue_10min").fetchall()
+    return {(start, category): (float(revenue), count) for start, category, revenue, count in rows}
+
+
+@pytest.mark.integration
+def test_revenue_per_10_minutes_counts_each_claim_once_for_patients_diagnosed_by_then(kafka_env, lake_home):
+    recreate_topics(kafka_env, *(c.topic for c in office.CONTRACTS), partitions=1)
+    send(kafka_env, office.PATIENTS_CONTRACT.topic, [(json.loads(v), START) for _, v in office.patients()])
+    minute = timedelta(minutes=1)
+    diagnoses = [
+        ({"id": 0, "patient_id": 1, "icd10_code": "R41.3"}, START),
+        ({"id": 1, "patient_id": 2, "icd10_code": "J44.9"}, START + 12 * minute),
+        ({"id": 2, "patient_id": 3, "icd10_code": "R41.3"}, START + 1 * minute),
+        ({"id": 2, "patient_id": 3, "icd10_code": "R41.3"}, START + 30 * minute),  # re-sent: the first counts
+        ({"id": 3, "patient_id": 3, "icd10_code": "J44.9"}, START + 2 * minute),  # both categories
+        ({"id": 4, "patient_id": 4, "icd10_code": "I10"}, START),  # not watched
+    ]
+    prices = itertools.cycle([3, 60, 95, 8, 12])
+    claims = [
+        ({"id": i, "patient_id": 1 + i % 4, "code": "99213", "price": next(prices)}, START + (i * 97 // 60) * minute)
+        for i in range(30)
+    ]
+    claims += [(claims[3][0], START + 40 * minute), (claims[11][0], START + 41 * minute)]  # re-sent claims
+    send(kafka_env, office.DIAGNOSES.topic, diagnoses)
+    send(kafka_env, office.CLAIMS.topic, claims)
+    lakehouse("drain", "office")
+    out = lakehouse("build", "office")
+    assert "stg_office__claims: 30 rows" in out and "stg_office__diagnoses: 5 rows" in out
+
+    expected = expected_revenue(claims, diagnoses)
+    assert {k for k in expected if k[1] == "Asthma"} and {k for k in expected if k[1] == "Amnesia"}
+    assert built(lake_home) == expected
+
+    # An incremental build: later claims, and a claim that reaches the lake late within the hour.
+    more = [
+        ({"id": 100 + i, "patient_id": 1 + i % 4, "code": "03230", "price": 5 + i}, START + (50 + i * 3) * minute)
+        for i in range(10)
+    ]
+    more.append(({"id": 200, "patient_id": 3, "code": "81002", "price": 7}, START + 35 * minute))
+    send(kafka_env, office.CLAIMS.topic, more)
+    lakehouse("drain", "office")
+    lakehouse("build", "office")
+    assert built(lake_home) == expected_revenue(claims + more, diagnoses)
