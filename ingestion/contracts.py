@@ -32,6 +32,9 @@ class Contract:
     # Field name -> the spellings (matched case-insensitively) it arrives under, for streams
     # whose source files name the same field differently from release to release.
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    # Keep each record's JSON as text (`_value`) instead of parsing it into fields: for topics
+    # where record shapes and field-name case vary (a Redis change feed), which staging decodes.
+    raw_json: bool = False
 
     def __post_init__(self) -> None:
         missing = [name for name in self.required if name not in self.schema.names]

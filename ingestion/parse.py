@@ -165,8 +165,31 @@ def _quarantine(batch: RawBatch, bad: dict[int, str]) -> pa.Table:
     )
 
 
+# What a `raw_json` contract stores of a record: its JSON text, unparsed.
+RAW_JSON_SCHEMA = pa.schema([pa.field("_value", pa.string())])
+
+
+def _as_json_text(values: list[bytes], indices: list[int], bad: dict[int, str]) -> list[tuple[list[int], pa.Table]]:
+    """Records kept as JSON text: only those that are not UTF-8 or not JSON are set aside."""
+    kept, texts = [], []
+    for i in indices:
+        try:
+            text = values[i].decode("utf-8")
+            json.loads(text)
+        except UnicodeDecodeError as exc:
+            bad[i] = f"not UTF-8: {exc.reason} at byte {exc.start}"
+            continue
+        except ValueError as exc:
+            bad[i] = f"not JSON: {exc}"
+            continue
+        kept.append(i)
+        texts.append(text)
+    return [(kept, pa.table({"_value": pa.array(texts, pa.string())}))] if kept else []
+
+
 def parse(batch: RawBatch, contract: Contract, record_max_bytes: int) -> Parsed:
     values = batch.values
+    schema = RAW_JSON_SCHEMA if contract.raw_json else contract.schema
     candidates = [
         i for i, v in enumerate(values) if v is not None and 0 < len(v) <= record_max_bytes and not v.isspace()
     ]
@@ -181,12 +204,17 @@ def parse(batch: RawBatch, contract: Contract, record_max_bytes: int) -> Parsed:
 
     tables: list[pa.Table] = []
     if candidates:
-        for indices, table in _parse_many(values, candidates, contract.schema, bad):  # type: ignore[arg-type]
+        pieces = (
+            _as_json_text(values, candidates, bad)  # type: ignore[arg-type]
+            if contract.raw_json
+            else _parse_many(values, candidates, schema, bad)  # type: ignore[arg-type]
+        )
+        for indices, table in pieces:
             table, indices = _drop_missing_required(table, indices, contract, bad)
             if indices:
                 tables.append(_with_metadata(table, batch, indices, False, contract))
     if tombstones:
-        empty = pa.table({f.name: pa.nulls(len(tombstones), f.type) for f in contract.schema})
+        empty = pa.table({f.name: pa.nulls(len(tombstones), f.type) for f in schema})
         tables.append(_with_metadata(empty, batch, tombstones, True, contract))
 
     if tables:
@@ -194,9 +222,7 @@ def parse(batch: RawBatch, contract: Contract, record_max_bytes: int) -> Parsed:
         if len(tables) > 1:
             table = table.sort_by("_offset")
     else:
-        table = _with_metadata(
-            pa.table({f.name: pa.nulls(0, f.type) for f in contract.schema}), batch, [], False, contract
-        )
+        table = _with_metadata(pa.table({f.name: pa.nulls(0, f.type) for f in schema}), batch, [], False, contract)
     return Parsed(table=table, quarantine=_quarantine(batch, bad), tombstones=len(tombstones))
 
 

@@ -11,6 +11,7 @@ from expectations.gate import run_gate
 from ingestion.config import settings
 from ingestion.contracts import Contract
 from ingestion.lake import topic_dir
+from ingestion.streams import EXPORTS
 
 
 @dataclass
@@ -21,6 +22,7 @@ class StreamBuild:
     dbt_succeeded: bool = False
     row_counts: dict[str, int] = field(default_factory=dict)
     nothing_stored: list[str] = field(default_factory=list)  # topics with no raw file yet
+    published: int | None = None  # messages the stream's export sent on, if it has one
 
     @property
     def gates_passed(self) -> bool:
@@ -62,4 +64,7 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
         for node in models:
             (count,) = con.execute(f"select count(*) from {node['relation_name']}").fetchone()
             result.row_counts[node["name"]] = count
+    export = EXPORTS.get(stream)
+    if export is not None and result.dbt_succeeded:
+        result.published = export(settings().warehouse_path)
     return result

@@ -168,6 +168,20 @@ def produce_office(interval: float, duplicates: float, count: int | None, seed: 
     click.echo(f"sent {sent} messages to {office.CLAIMS.topic} and {office.DIAGNOSES.topic}")
 
 
+@produce.command("stedi")
+@click.option("--customers", type=int, default=30, show_default=True, help="Customers the Redis feed adds.")
+@click.option("--rate", type=float, default=5.0, show_default=True, help="At most this many messages a second.")
+@click.option("--count", type=int, default=None, help="How many messages in all (default: forever).")
+@click.option("--seed", type=int, default=0, show_default=True, help="The random seed.")
+def produce_stedi(customers: int, rate: float, count: int | None, seed: int) -> None:
+    """STEDI: customers as the Redis connector's payloads on redis-server, then risk events on stedi-events."""
+    from ingestion.produce import produce_to
+    from ingestion.streams import stedi
+
+    sent = produce_to(list(stedi.CONTRACTS), stedi.feed(customers, seed), count=count, rate=rate or None)
+    click.echo(f"sent {sent} messages to {stedi.REDIS.topic} and {stedi.EVENTS.topic}")
+
+
 # --- drain, build --------------------------------------------------------------------------------
 
 
@@ -271,6 +285,8 @@ def build(stream: str | None) -> None:
             click.echo(f"{name}: dbt models not built, a quality gate failed")
         for model, rows in result.row_counts.items():
             click.echo(f"{model}: {rows} rows")
+        if result.published is not None:
+            click.echo(f"{name}: published {result.published} new or changed rows")
         if result.dbt_ran and not result.dbt_succeeded:
             click.echo(f"{name}: dbt build failed; see the log above")
         failed |= not result.succeeded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ingestion.config import export_for_subprocesses
-from orchestration.defs import dbt, maintenance, quality, raw
+from orchestration.defs import dbt, exports, maintenance, quality, raw
 
 
 @dg.definitions
@@ -18,5 +18,10 @@ def defs() -> dg.Definitions:
         minimum_interval_seconds=30,
     )
     return dg.Definitions.merge(
-        raw.defs(), quality.defs(), dbt.defs(), maintenance.defs(), dg.Definitions(sensors=[automation])
+        raw.defs(),
+        quality.defs(),
+        dbt.defs(),
+        exports.defs(),
+        maintenance.defs(),
+        dg.Definitions(sensors=[automation]),
     )

@@ -119,3 +119,23 @@ def test_rows_land_on_the_date_of_their_event_time_else_their_kafka_timestamp():
     dates = event_dates(parsed.table, CONTRACT)
     assert [d.isoformat() for d in dates.to_pylist()] == ["2021-03-10", "2021-03-10"]
     assert dates.type == pa.date32()
+
+
+def test_a_raw_json_stream_keeps_any_json_as_text_and_quarantines_the_rest():
+    from ingestion.streams.stedi import REDIS
+
+    values = (b'{"key": "Q3VzdG9tZXI=", "zSetEntries": []}', b"[1, 2]", b"{not json", b"\xff\xfe", None)
+    parsed = parse(batch(*values), REDIS, record_max_bytes=1 << 20)
+    assert parsed.table["_value"].to_pylist() == ['{"key": "Q3VzdG9tZXI=", "zSetEntries": []}', "[1, 2]", None]
+    assert parsed.table["_tombstone"].to_pylist() == [False, False, True]
+    reasons = dict(zip(parsed.quarantine["_offset"].to_pylist(), parsed.quarantine["reason"].to_pylist(), strict=True))
+    assert reasons[102].startswith("not JSON") and reasons[103].startswith("not UTF-8")
+
+
+def test_a_contract_header_becomes_a_column():
+    from ingestion.streams.cms import CONTRACT as CMS
+
+    raw = batch(b'{"npi": "1003000126"}', b'{"npi": "1003000134"}')
+    raw.headers_of = lambda i: [("data_year", b"2017")] if i == 0 else None
+    parsed = parse(raw, CMS, record_max_bytes=1 << 20)
+    assert parsed.table["_header_data_year"].to_pylist() == ["2017", None]

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from ingestion.contracts import Contract
-from ingestion.streams import cms, office, prices
+from ingestion.streams import cms, office, prices, stedi
 
 CONTRACTS: dict[str, Contract] = {
-    contract.topic: contract for contract in (prices.CONTRACT, cms.CONTRACT, *office.CONTRACTS)
+    contract.topic: contract for contract in (prices.CONTRACT, cms.CONTRACT, *office.CONTRACTS, *stedi.CONTRACTS)
 }
+
+# What a stream sends on after its marts are built: a function of the warehouse's path that
+# returns how many messages it published.
+EXPORTS: dict[str, Callable[[Path], int]] = {"stedi": stedi.publish_scores}
 
 STREAMS: dict[str, tuple[Contract, ...]] = {}
 for _contract in CONTRACTS.values():

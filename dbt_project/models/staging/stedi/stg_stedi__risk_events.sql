@@ -1,0 +1,24 @@
+with
+
+source as (
+
+    select * from {{ source('raw', 'stedi_events') }}
+    where not coalesce(_tombstone, false)
+
+),
+
+events as (
+
+    select
+        customer as email,
+        cast(score as double) as score,
+        try_cast(riskDate as timestamptz) as risk_date,
+        cast(_timestamp as timestamptz) as kafka_timestamp,
+        cast(_partition as integer) as kafka_partition,
+        cast(_offset as bigint) as kafka_offset
+
+    from source
+
+)
+
+select * from events
