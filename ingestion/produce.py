@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -101,3 +102,9 @@ def produce_to(
         raise DeliveryFailed(f"{len(failures)} of {sent} messages were not delivered to {topics}: {failures[0]}")
     log.info("sent %d messages to %s in %.1f s", sent, topics, time.monotonic() - started)
     return sent
+
+
+def count_rows(path: Path) -> int:
+    """Data rows in the file (lines after the header), for a progress bar with an ETA."""
+    with open(path, "rb") as handle:
+        return max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) - 1)

@@ -126,6 +126,7 @@ def produce_cms(
     year: int | None,
 ) -> None:
     """CMS provider-services rows, key = NPI: a real file in any spelling, or a synthetic stream."""
+    from ingestion.produce import count_rows
     from ingestion.produce import produce as send
     from ingestion.streams import cms
 
@@ -134,7 +135,7 @@ def produce_cms(
     if path is not None:
         messages = cms.replay(path)
         next(cms.replay(path), None)  # a file in no known spelling fails here, before anything is sent
-        total = min(cms.count_rows(path), limit) if limit else cms.count_rows(path)
+        total = min(count_rows(path), limit) if limit else count_rows(path)
         year = year or cms.data_year_from_name(path)
         if year is None:
             log.warning(
@@ -166,6 +167,35 @@ def produce_office(interval: float, duplicates: float, count: int | None, seed: 
     rate = 2 * (1 + duplicates) / interval if interval > 0 else None
     sent = produce_to([office.CLAIMS, office.DIAGNOSES], office.activity(count, duplicates, seed, first_id), rate=rate)
     click.echo(f"sent {sent} messages to {office.CLAIMS.topic} and {office.DIAGNOSES.topic}")
+
+
+@produce.command("carepay")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A real export.")
+@click.option("--table", type=click.Choice(["invoices", "invoice_items", "claims", "treatments"]), default=None)
+@click.option("--synthetic", is_flag=True, help="Generate the four tables, consistent and with the real defects.")
+@click.option("--treatments", type=int, default=1000, show_default=True, help="With --synthetic: how many treatments.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --synthetic: the random seed.")
+@click.option("--rate", type=float, default=None, help="At most this many messages a second.")
+def produce_carepay(
+    path: Path | None, table: str | None, synthetic: bool, treatments: int, seed: int, rate: float | None
+) -> None:
+    """CarePay rows as exported from MySQL, key = ID: a real export of one table, or all four synthesized."""
+    from ingestion.produce import count_rows, produce_to
+    from ingestion.produce import produce as send
+    from ingestion.streams import carepay
+
+    if synthetic == (path is not None):
+        raise click.UsageError("give either --file PATH --table TABLE or --synthetic")
+    if path is not None:
+        if table is None:
+            raise click.UsageError("--file needs --table (invoices, invoice_items, claims or treatments)")
+        contract = carepay.CONTRACTS_BY_TABLE[table]
+        next(carepay.replay(path, table), None)  # a file that is no such export fails here, before anything is sent
+        sent = send(contract, carepay.replay(path, table), rate=rate, total=count_rows(path))
+        click.echo(f"sent {sent} messages to {contract.topic}")
+    else:
+        sent = produce_to(list(carepay.CONTRACTS), carepay.synthetic(treatments, seed), rate=rate)
+        click.echo(f"sent {sent} messages to {', '.join(c.topic for c in carepay.CONTRACTS)}")
 
 
 @produce.command("stedi")

@@ -14,7 +14,7 @@ import pandas as pd
 from ingestion import local_kafka
 from ingestion.config import settings
 from ingestion.produce import produce, produce_to
-from ingestion.streams import cms, office, prices, stedi
+from ingestion.streams import carepay, cms, office, prices, stedi
 from orchestration.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ def run(
     cms_count: int = 20_000,
     office_count: int = 1000,
     stedi_count: int = 400,
+    carepay_treatments: int = 500,
     port: int = 3000,
     timeout_s: float = 900.0,
 ) -> None:
@@ -127,6 +128,8 @@ def run(
         produce(office.PATIENTS_CONTRACT, office.patients(), progress=False)
         sent = produce_to([office.CLAIMS, office.DIAGNOSES], office.activity(count=office_count))
         print(f"Sent {sent} office claims and diagnoses (re-sent copies included) and its {office.PATIENTS} patients.")
+        sent = produce_to(list(carepay.CONTRACTS), carepay.synthetic(treatments=carepay_treatments))
+        print(f"Sent {sent} CarePay rows: {carepay_treatments} treatments with their claims, invoices and items.")
         sent = produce_to(list(stedi.CONTRACTS), stedi.feed(customer_count=30), count=stedi_count)
         print(f"Sent {sent} STEDI messages: 30 customers on `{stedi.REDIS.topic}`, then risk events.")
         log_file = s.dagster_home / "dev.log"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ingestion.produce import count_rows
 from ingestion.streams import cms
 from tests.cms_files import api_csv, new_csv, portal_csv, thousands, write
 from tests.conftest import REPO_ROOT
@@ -70,7 +71,7 @@ def test_every_spelling_replays_all_its_rows(spellings):
     for name, (path, _) in spellings.items():
         expected = 0 if name == "upper_case_headers" else len(sample_rows())
         assert len(list(cms.replay(path))) == expected, name
-        assert cms.count_rows(path) == expected, name
+        assert count_rows(path) == expected, name
 
 
 def test_a_file_in_no_known_spelling_is_refused_naming_the_columns_it_lacks(tmp_path):

@@ -36,7 +36,8 @@ def test_the_demo_starts_everything_builds_every_mart_prints_them_and_stops_ever
     assert "Sent 20000 synthetic CMS provider-services rows" in out
     for mart in ("prices_symbol_stats", "prices_outliers", "cms_procedure_reach", "cms_procedure_cost_variation",
                  "cms_cost_by_region", "cms_treatment_level", "office_revenue_10min", "stedi_customer_risk",
-                 "stedi_risk_by_birth_year"):  # fmt: skip
+                 "stedi_risk_by_birth_year", "carepay_claim_stats_by_status",
+                 "carepay_invoice_totals_by_claim_status", "carepay_rejected_rows"):  # fmt: skip
         assert re.search(rf"^  {mart} +[1-9][0-9]* rows$", out, re.MULTILINE), mart
     for symbol in ("AAPL", "MSFT", "GOOG", "AMZN", "TSLA"):
         assert symbol in out

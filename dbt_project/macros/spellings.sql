@@ -23,7 +23,7 @@
 {% macro spelled(columns, spellings) %}
   {%- set found = [] -%}
   {%- for column in columns -%}
-    {%- set name = column | lower -%}
+    {%- set name = column | lower | replace('\ufeff', '') -%}
     {%- if name in spellings or modules.re.sub('_[0-9]+$', '', name) in spellings -%}
       {%- do found.append(adapter.quote(column)) -%}
     {%- endif -%}
@@ -46,4 +46,11 @@
 
 {% macro yes_no(column) %}
   case upper({{ column }}) when 'Y' then true when 'N' then false end
+{%- endmacro %}
+
+
+{#- An exported text value: blank and the literal NULL are null. -#}
+{% macro exported_text(columns, name) %}
+  {%- set value = 'trim(' ~ spelled(columns, [name | lower]) ~ ')' -%}
+  case when upper({{ value }}) in ('', 'NULL') then null else {{ value }} end
 {%- endmacro %}

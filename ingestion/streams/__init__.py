@@ -6,10 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingestion.contracts import Contract
-from ingestion.streams import cms, office, prices, stedi
+from ingestion.streams import carepay, cms, office, prices, stedi
 
 CONTRACTS: dict[str, Contract] = {
-    contract.topic: contract for contract in (prices.CONTRACT, cms.CONTRACT, *office.CONTRACTS, *stedi.CONTRACTS)
+    contract.topic: contract
+    for contract in (prices.CONTRACT, cms.CONTRACT, *office.CONTRACTS, *carepay.CONTRACTS, *stedi.CONTRACTS)
 }
 
 # What a stream sends on after its marts are built: a function of the warehouse's path that

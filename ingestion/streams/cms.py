@@ -165,12 +165,6 @@ def replay(path: Path) -> Iterator[tuple[bytes, bytes]]:
             yield row[npi_at].encode(), json.dumps(dict(zip(header, row, strict=False))).encode()
 
 
-def count_rows(path: Path) -> int:
-    """Data rows in the file (lines after the header), for a progress bar with an ETA."""
-    with open(path, "rb") as handle:
-        return max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) - 1)
-
-
 # --- synthetic -------------------------------------------------------------------------------------
 
 STATES = [
