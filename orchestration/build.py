@@ -43,7 +43,7 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
 
     s = settings()
     empty = [c.topic for c in contracts if not any(topic_dir(s.raw_dir, c.topic).rglob("*.parquet"))]
-    if empty:
+    if len(empty) == len(contracts):
         return StreamBuild(stream, nothing_stored=empty)
     result = StreamBuild(stream, gates=run_gates(contracts))
     if not result.gates_passed:

@@ -1,4 +1,4 @@
-{%- set raw = source('raw', 'carepay_claims') -%}
+{%- set raw = raw_or_empty(source('raw', 'carepay_claims')) -%}
 {%- set columns = relation_columns(raw) -%}
 
 with

@@ -1,4 +1,4 @@
-{%- set raw = source('raw', 'carepay_invoice_items') -%}
+{%- set raw = raw_or_empty(source('raw', 'carepay_invoice_items')) -%}
 {%- set columns = relation_columns(raw) -%}
 
 with

@@ -1,4 +1,4 @@
-{%- set raw = source('raw', 'carepay_treatments') -%}
+{%- set raw = raw_or_empty(source('raw', 'carepay_treatments')) -%}
 {%- set columns = relation_columns(raw) -%}
 
 with
