@@ -36,7 +36,13 @@ def security_settings(environ: Mapping[str, str] | None = None) -> dict[str, str
 
 
 def client_settings(**overrides: object) -> dict[str, object]:
-    conf: dict[str, object] = {"bootstrap.servers": settings().bootstrap_servers, **security_settings()}
+    conf: dict[str, object] = {
+        "bootstrap.servers": settings().bootstrap_servers,
+        # Notices and worse: at info level librdkafka says "Purging 1 unserved events" on stderr
+        # as every client closes, after Python's logging has let go of it.
+        "log_level": 5,
+        **security_settings(),
+    }
     conf.update(overrides)
     return conf
 

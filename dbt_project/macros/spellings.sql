@@ -63,3 +63,26 @@
   {%- set value = 'trim(' ~ spelled(columns, [name | lower]) ~ ')' -%}
   case when upper({{ value }}) in ('', 'NULL') then null else {{ value }} end
 {%- endmacro %}
+
+
+{#- An exported table's rows with the named columns as cleaned text, and their Kafka coordinates. -#}
+{% macro exported_rows(relation, names) %}
+  {%- set columns = relation_columns(relation) -%}
+    select
+        {%- for name in names %}
+        {{ exported_text(columns, name) }} as {{ name | lower }},
+        {%- endfor %}
+        _timestamp,
+        _partition,
+        _offset
+
+    from {{ relation }}
+    where not coalesce(_tombstone, false)
+{%- endmacro %}
+
+
+{#- Keep the latest copy of a row exported more than once (rows without an id are kept, to be rejected). -#}
+{% macro latest_copy(id) %}
+qualify {{ id }} is null
+    or row_number() over (partition by {{ id }} order by kafka_timestamp desc, kafka_partition desc, kafka_offset desc) = 1
+{%- endmacro %}

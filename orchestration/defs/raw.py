@@ -149,6 +149,9 @@ def pipeline_job(stream: str, contracts: tuple[Contract, ...]) -> "UnresolvedAss
         selection=dg.AssetSelection.assets(*raw_keys).downstream(),
         description=f"Drain the {stream} topics, gate them, and build their dbt models.",
         tags={STREAM_TAG: stream},
+        # One process per run rather than per step: each step's process would import Dagster, dbt
+        # and GX again, seconds each, every few minutes, for every stream.
+        executor_def=dg.in_process_executor,
     )
 
 

@@ -1,32 +1,8 @@
-{%- set raw = raw_or_empty(source('raw', 'carepay_claims')) -%}
-{%- set columns = relation_columns(raw) -%}
-
 with
-
-source as (
-
-    select * from {{ raw }}
-    where not coalesce(_tombstone, false)
-
-),
 
 texts as (
 
-    select
-        {{ exported_text(columns, 'ID') }} as id,
-        {{ exported_text(columns, 'STATUS') }} as status,
-        {{ exported_text(columns, 'TYPE') }} as type,
-        {{ exported_text(columns, 'DATE_CREATED') }} as date_created,
-        {{ exported_text(columns, 'DATE_MODIFIED') }} as date_modified,
-        {{ exported_text(columns, 'TREATMENT_ID') }} as treatment_id,
-        {{ exported_text(columns, 'PROGRAM_ID') }} as program_id,
-        {{ exported_text(columns, 'AMOUNT') }} as amount,
-        {{ exported_text(columns, 'CURRENCY') }} as currency,
-        _timestamp,
-        _partition,
-        _offset
-
-    from source
+{{ exported_rows(raw_or_empty(source('raw', 'carepay_claims')), ['ID', 'STATUS', 'TYPE', 'DATE_CREATED', 'DATE_MODIFIED', 'TREATMENT_ID', 'PROGRAM_ID', 'AMOUNT', 'CURRENCY']) }}
 
 ),
 
@@ -62,5 +38,4 @@ select
     coalesce(date_modified < date_created, false) as modified_before_created
 
 from typed
-qualify claim_id is null
-    or row_number() over (partition by claim_id order by kafka_timestamp desc, kafka_partition desc, kafka_offset desc) = 1
+{{ latest_copy('claim_id') }}

@@ -1,30 +1,8 @@
-{%- set raw = raw_or_empty(source('raw', 'carepay_invoice_items')) -%}
-{%- set columns = relation_columns(raw) -%}
-
 with
-
-source as (
-
-    select * from {{ raw }}
-    where not coalesce(_tombstone, false)
-
-),
 
 texts as (
 
-    select
-        {{ exported_text(columns, 'ID') }} as id,
-        {{ exported_text(columns, 'STATUS') }} as status,
-        {{ exported_text(columns, 'DATE_CREATED') }} as date_created,
-        {{ exported_text(columns, 'INVOICE_ID') }} as invoice_id,
-        {{ exported_text(columns, 'PRODUCT_ID') }} as product_id,
-        {{ exported_text(columns, 'CURRENCY') }} as currency,
-        {{ exported_text(columns, 'AMOUNT') }} as amount,
-        _timestamp,
-        _partition,
-        _offset
-
-    from source
+{{ exported_rows(raw_or_empty(source('raw', 'carepay_invoice_items')), ['ID', 'STATUS', 'DATE_CREATED', 'INVOICE_ID', 'PRODUCT_ID', 'CURRENCY', 'AMOUNT']) }}
 
 ),
 
@@ -53,5 +31,4 @@ typed as (
 )
 
 select * from typed
-qualify invoice_item_id is null
-    or row_number() over (partition by invoice_item_id order by kafka_timestamp desc, kafka_partition desc, kafka_offset desc) = 1
+{{ latest_copy('invoice_item_id') }}

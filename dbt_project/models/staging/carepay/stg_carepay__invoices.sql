@@ -1,27 +1,8 @@
-{%- set raw = raw_or_empty(source('raw', 'carepay_invoices')) -%}
-{%- set columns = relation_columns(raw) -%}
-
 with
-
-source as (
-
-    select * from {{ raw }}
-    where not coalesce(_tombstone, false)
-
-),
 
 texts as (
 
-    select
-        {{ exported_text(columns, 'ID') }} as id,
-        {{ exported_text(columns, 'STATUS') }} as status,
-        {{ exported_text(columns, 'DATE_CREATED') }} as date_created,
-        {{ exported_text(columns, 'TREATMENT_ID') }} as treatment_id,
-        _timestamp,
-        _partition,
-        _offset
-
-    from source
+{{ exported_rows(raw_or_empty(source('raw', 'carepay_invoices')), ['ID', 'STATUS', 'DATE_CREATED', 'TREATMENT_ID']) }}
 
 ),
 
@@ -45,5 +26,4 @@ typed as (
 
 select * from typed
 -- A row exported again: the latest copy counts.
-qualify invoice_id is null
-    or row_number() over (partition by invoice_id order by kafka_timestamp desc, kafka_partition desc, kafka_offset desc) = 1
+{{ latest_copy('invoice_id') }}

@@ -1,32 +1,8 @@
-{%- set raw = raw_or_empty(source('raw', 'carepay_treatments')) -%}
-{%- set columns = relation_columns(raw) -%}
-
 with
-
-source as (
-
-    select * from {{ raw }}
-    where not coalesce(_tombstone, false)
-
-),
 
 texts as (
 
-    select
-        {{ exported_text(columns, 'ID') }} as id,
-        {{ exported_text(columns, 'STATUS') }} as status,
-        {{ exported_text(columns, 'TYPE') }} as type,
-        {{ exported_text(columns, 'DATE_CREATED') }} as date_created,
-        {{ exported_text(columns, 'DATE_MODIFIED') }} as date_modified,
-        {{ exported_text(columns, 'DATE_SUBMITTED') }} as date_submitted,
-        {{ exported_text(columns, 'DATE_TREATMENT') }} as date_treatment,
-        {{ exported_text(columns, 'PROVIDER_ID') }} as provider_id,
-        {{ exported_text(columns, 'PROGRAM_ID') }} as program_id,
-        _timestamp,
-        _partition,
-        _offset
-
-    from source
+{{ exported_rows(raw_or_empty(source('raw', 'carepay_treatments')), ['ID', 'STATUS', 'TYPE', 'DATE_CREATED', 'DATE_MODIFIED', 'DATE_SUBMITTED', 'DATE_TREATMENT', 'PROVIDER_ID', 'PROGRAM_ID']) }}
 
 ),
 
@@ -90,5 +66,4 @@ select
     coalesce(date_modified < date_created, false) as modified_before_created
 
 from typed
-qualify treatment_id is null
-    or row_number() over (partition by treatment_id order by kafka_timestamp desc, kafka_partition desc, kafka_offset desc) = 1
+{{ latest_copy('treatment_id') }}
