@@ -65,17 +65,14 @@ def expected_revenue(claims: list[tuple[dict, datetime]], diagnoses: list[tuple[
     first_diagnoses: dict[int, tuple[dict, datetime]] = {}
     for record, at in sorted(diagnoses, key=lambda d: d[1]):
         first_diagnoses.setdefault(record["id"], (record, at))
-    diagnosed: dict[tuple[int, str], datetime] = {}
-    for record, at in first_diagnoses.values():
-        category = {"R41.3": "Amnesia", "J44.9": "Asthma"}.get(record["icd10_code"])
-        if category:
-            key = (record["patient_id"], category)
-            diagnosed[key] = min(at, diagnosed.get(key, at))
+    diagnosed = {
+        (record["patient_id"], {"R41.3": "Amnesia", "J44.9": "Asthma"}.get(record["icd10_code"]))
+        for record, _ in first_diagnoses.values()
+    }
     windows: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0])
     for record, at in first_claims.values():
         for category in ("Amnesia", "Asthma"):
-            since = diagnosed.get((record["patient_id"], category))
-            if since is not None and since <= at:
+            if (record["patient_id"], category) in diagnosed:
                 start = at.replace(minute=at.minute - at.minute % 10, second=0, microsecond=0)
                 windows[(start.replace(tzinfo=None), category)][0] += record["price"]
                 windows[(start.replace(tzinfo=None), category)][1] += 1
@@ -89,7 +86,7 @@ def built(home: Path) -> dict:
 
 
 @pytest.mark.integration
-def test_revenue_per_10_minutes_counts_each_claim_once_for_patients_diagnosed_by_then(kafka_env, lake_home):
+def test_revenue_per_10_minutes_counts_each_claim_once_for_the_patients_diagnosed(kafka_env, lake_home):
     recreate_topics(kafka_env, *(c.topic for c in office.CONTRACTS), partitions=1)
     send(kafka_env, office.PATIENTS_CONTRACT.topic, [(json.loads(v), START) for _, v in office.patients()])
     minute = timedelta(minutes=1)
@@ -127,3 +124,14 @@ def test_revenue_per_10_minutes_counts_each_claim_once_for_patients_diagnosed_by
     lakehouse("drain", "office")
     lakehouse("build", "office")
     assert built(lake_home) == expected_revenue(claims + more, diagnoses)
+
+    # Hours later: new claims, and a diagnosis that changes windows far older than the lookback.
+    later = [({"id": 300, "patient_id": 1, "code": "99214", "price": 120}, START + 180 * minute)]
+    send(kafka_env, office.CLAIMS.topic, later)
+    lakehouse("drain", "office")
+    lakehouse("build", "office")
+    news = [({"id": 5, "patient_id": 4, "icd10_code": "R41.3"}, START + 190 * minute)]
+    send(kafka_env, office.DIAGNOSES.topic, news)
+    lakehouse("drain", "office")
+    lakehouse("build", "office")
+    assert built(lake_home) == expected_revenue(claims + more + later, diagnoses + news)
