@@ -12,6 +12,7 @@ from ingestion.config import settings
 from ingestion.contracts import Contract
 from ingestion.lake import topic_dir
 from ingestion.streams import EXPORTS
+from orchestration.snapshots import publish_snapshot
 
 
 @dataclass
@@ -64,6 +65,8 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
         for node in models:
             (count,) = con.execute(f"select count(*) from {node['relation_name']}").fetchone()
             result.row_counts[node["name"]] = count
+    if result.dbt_succeeded:
+        publish_snapshot(settings())
     export = EXPORTS.get(stream)
     if export is not None and result.dbt_succeeded:
         result.published = export(settings().warehouse_path)

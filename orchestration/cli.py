@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -321,6 +322,28 @@ def build(stream: str | None) -> None:
             click.echo(f"{name}: dbt build failed; see the log above")
         failed |= not result.succeeded
     sys.exit(1 if failed else 0)
+
+
+@cli.command()
+@click.option("-c", "--command", "sql", default=None, help="Run one SQL statement, print its result and exit.")
+def shell(sql: str | None) -> None:
+    """The DuckDB SQL shell on the latest good build: every model by name, the raw topics as raw_<table>."""
+    from orchestration.snapshots import latest_snapshot, raw_views_sql
+
+    s = settings()
+    snapshot = latest_snapshot(s)
+    if snapshot is None:
+        raise click.ClickException("nothing is built yet: run `lakehouse build` (or `make demo`) first")
+    duckdb_cli = Path(sys.executable).with_name("duckdb")
+    init = snapshot.parent / "shell-init.sql"
+    init.write_text(raw_views_sql(s, list(CONTRACTS)))
+    args = [str(duckdb_cli), "-readonly", "-init", str(init), str(snapshot)]
+    if sql is not None:
+        args += ["-c", sql]
+    else:
+        built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot.stat().st_mtime))
+        click.echo(f"DuckDB on the build of {built} (read-only; builds go on beside it). .quit leaves.")
+    os.execv(args[0], args)
 
 
 # --- ui, demo ------------------------------------------------------------------------------------

@@ -140,9 +140,10 @@ def run(
         marts = mart_names()
         wait_for_marts(instance, marts, since, timeout_s, ui)
         print("\nEvery mart is built:")
+        width = max(map(len, marts))
         for name in marts:
             rows = _query_when_free(s.warehouse_path, f"select count(*) as n from {name}")
-            print(f"  {name:<34} {int(rows.n[0]):>8} rows")
+            print(f"  {name:<{width}} {int(rows.n[0]):>8} rows")
         stats = _query_when_free(s.warehouse_path, "select * from prices_symbol_stats order by symbol")
         print("\nprices_symbol_stats\n" + stats.to_string(index=False))
         print(f"\nDagster UI: http://127.0.0.1:{port}   (runs, lineage, checks)")

@@ -14,6 +14,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from ingestion.config import REPO_ROOT, export_for_subprocesses, settings
+from orchestration.snapshots import publish_snapshot
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -81,6 +82,7 @@ def dbt_models() -> dg.AssetsDefinition:
     )
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         yield from dbt.cli(["build"], context=context).stream()
+        publish_snapshot(settings())  # still in the warehouse pool: no build is writing
 
     return _models
 

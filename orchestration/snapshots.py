@@ -1,0 +1,70 @@
+"""Read-only snapshots of the warehouse, for people: the analysts' shell and the docs site.
+
+DuckDB lets one process write a database file, and a reader holding it open would stop the next
+build. So after every good build (still inside the warehouse pool, with no writer about) the
+warehouse is copied to `<LAKEHOUSE_HOME>/snapshots/<n>/warehouse.duckdb` (the file keeps its name:
+dbt's views name their relations by the database's name) and `LATEST` is pointed at it. A shell
+opens the latest snapshot and keeps it, consistent, however many builds follow; older snapshots
+are removed (a shell that has one open keeps reading it until it closes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from ingestion.config import Settings
+
+KEEP = 2
+
+
+def snapshots_dir(settings: Settings) -> Path:
+    return settings.home / "snapshots"
+
+
+def latest_snapshot(settings: Settings) -> Path | None:
+    pointer = snapshots_dir(settings) / "LATEST"
+    if not pointer.exists():
+        return None
+    path = snapshots_dir(settings) / pointer.read_text().strip() / "warehouse.duckdb"
+    return path if path.exists() else None
+
+
+def publish_snapshot(settings: Settings) -> Path | None:
+    """Copy the warehouse as the latest snapshot; call it only where no build is writing."""
+    import duckdb
+
+    if not settings.warehouse_path.exists():
+        return None
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("checkpoint")  # everything in the file, nothing left in a write-ahead log
+    root = snapshots_dir(settings)
+    name = f"{time.time_ns()}"
+    folder = root / name
+    folder.mkdir(parents=True)
+    scratch = folder / "warehouse.duckdb.tmp"
+    shutil.copyfile(settings.warehouse_path, scratch)
+    os.replace(scratch, folder / "warehouse.duckdb")
+    pointer = root / "LATEST.tmp"
+    pointer.write_text(name)
+    os.replace(pointer, root / "LATEST")
+    for old in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: int(p.name))[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder / "warehouse.duckdb"
+
+
+def raw_views_sql(settings: Settings, topics: list[str]) -> str:
+    """Temporary views `raw_<table>` over the raw Parquet of each topic that has data."""
+    lines = []
+    for topic in topics:
+        folder = settings.raw_dir / topic
+        if any(folder.rglob("*.parquet")):
+            name = topic.replace(".", "_").replace("-", "_")
+            glob = str(folder / "**" / "*.parquet").replace("'", "''")
+            lines.append(
+                f"create or replace temp view raw_{name} as select * from "
+                f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true);"
+            )
+    return "\n".join(lines) + "\n"
