@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -80,21 +82,35 @@ def wait_for_marts(instance, marts: list[str], since: float, timeout_s: float, u
         time.sleep(2)
 
 
-def keep_streaming(cms_year: dict[str, str], office_first_id: int) -> None:
-    """The endless streams of a running demo, in the background until the process ends."""
+def keep_streaming(cms_year: dict[str, str], office_first_id: int) -> Callable[[], None]:
+    """Start the endless streams of a running demo in the background; return what stops them
+    (each flushes what it sent, so the broker can then be stopped without a word from them)."""
     import threading
 
+    stop = threading.Event()
+
+    def until_stopped(messages: Iterator) -> Iterator:
+        return itertools.takewhile(lambda _: not stop.is_set(), messages)
+
+    office_activity = office.activity(seed=1, first_id=office_first_id)
     streams = [
         lambda: produce_to(
-            [office.CLAIMS, office.DIAGNOSES],
-            office.activity(seed=1, first_id=office_first_id),
-            rate=2.1 / 2,
-            progress=False,
+            [office.CLAIMS, office.DIAGNOSES], until_stopped(office_activity), rate=2.1 / 2, progress=False
         ),
-        lambda: produce(cms.CONTRACT, cms.synthetic(seed=1, part=1), rate=20, progress=False, headers=cms_year),
+        lambda: produce(
+            cms.CONTRACT, until_stopped(cms.synthetic(seed=1, part=1)), rate=20, progress=False, headers=cms_year
+        ),
     ]
-    for stream in streams:
-        threading.Thread(target=stream, daemon=True).start()
+    threads = [threading.Thread(target=stream, daemon=True) for stream in streams]
+    for thread in threads:
+        thread.start()
+
+    def stop_streams() -> None:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    return stop_streams
 
 
 def run(
@@ -118,6 +134,7 @@ def run(
         started_kafka = not local_kafka.status().running
         print(local_kafka.start().describe())
     ui = None
+    stop_streams: Callable[[], None] = lambda: None  # noqa: E731
     try:
         since = time.time()
         sent = produce(prices.CONTRACT, prices.ticks(), count=count)
@@ -149,7 +166,7 @@ def run(
         print(f"\nDagster UI: http://127.0.0.1:{port}   (runs, lineage, checks)")
         if once:
             return
-        keep_streaming(year, office_first_id=office_count)
+        stop_streams = keep_streaming(year, office_first_id=office_count)
         print(
             "Running, with the office (a claim and a diagnosis every 2 s) and CMS (20 rows/s) streams going on; "
             "the sensors drain them every few seconds. Ctrl-C stops Dagster and Kafka."
@@ -160,6 +177,7 @@ def run(
         except KeyboardInterrupt:
             print("\nStopping...")
     finally:
+        stop_streams()
         if ui is not None:
             stop_dev(ui)
         if started_kafka:
