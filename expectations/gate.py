@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +51,13 @@ def passed_until(settings: Settings, topic: str, suite: str) -> dict[int, int]:
 
 
 def _save_mark(path: Path, until: dict[int, int]) -> None:
+    _save_json(path, {str(p): o for p, o in sorted(until.items())})
+
+
+def _save_json(path: Path, document: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(".json.tmp")
-    scratch.write_text(json.dumps({str(p): o for p, o in sorted(until.items())}))
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(document))
     os.replace(scratch, path)
 
 
@@ -70,4 +75,18 @@ def run_gate(settings: Settings, contract: Contract, suite: str, chunk_rows: int
     outcome = combine(outcomes) if outcomes else SuiteOutcome(suite, success=True, row_count=0, failing_rows=0)
     if outcome.success:
         _save_mark(mark_path(settings, contract.topic, suite), until)
+    _save_json(
+        last_outcome_path(settings, contract.topic, suite),
+        {"passed": outcome.success, "rows": outcome.row_count, "failing_rows": outcome.failing_rows, "at": time.time()},
+    )
     return GateOutcome(contract.topic, suite, outcome, since=since, until=until)
+
+
+def last_outcome_path(settings: Settings, topic: str, suite: str) -> Path:
+    return settings.gates_dir / topic / f"{suite}.last.json"
+
+
+def last_outcome(settings: Settings, topic: str, suite: str) -> dict | None:
+    """How the suite's last run over the topic went: passed, rows, failing_rows, at (epoch seconds)."""
+    path = last_outcome_path(settings, topic, suite)
+    return json.loads(path.read_text()) if path.exists() else None

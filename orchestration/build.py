@@ -66,7 +66,7 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
             (count,) = con.execute(f"select count(*) from {node['relation_name']}").fetchone()
             result.row_counts[node["name"]] = count
     if result.dbt_succeeded:
-        publish_snapshot(settings())
+        publish_snapshot(settings(), [node["name"] for node in models])
     export = EXPORTS.get(stream)
     if export is not None and result.dbt_succeeded:
         result.published = export(settings().warehouse_path)

@@ -346,6 +346,66 @@ def shell(sql: str | None) -> None:
     os.execv(args[0], args)
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(as_json: bool) -> None:
+    """Per topic: broker offsets, what the lake holds, lag, last drain, gates; per mart: rows and freshness."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from orchestration.status import age, as_dict, mart_status, topic_status
+
+    s = settings()
+    topics = topic_status(s)
+    marts = mart_status(s, topics)
+    if as_json:
+        click.echo(json.dumps(as_dict(topics, marts), indent=2))
+        return
+    console = Console(width=shutil.get_terminal_size().columns)
+    table = Table("stream", "topic", "broker", "stored", "quar.", "lag", "last drain", "gates", title="topics")
+    for t in topics:
+        gates = "; ".join(g if "FAILED" not in g else f"[red]{g}[/red]" for g in t.gates) or "-"
+        table.add_row(
+            t.stream, t.topic, "?" if t.broker_end is None else str(t.broker_end), str(t.stored),
+            str(t.quarantined), "?" if t.lag is None else str(t.lag), age(t.last_drain), gates,
+        )  # fmt: skip
+    console.print(table)
+    for t in topics:
+        for problem in t.problems:
+            console.print(f"[red]{t.topic}: {problem}[/red] (see `lakehouse verify {t.topic}`)")
+    table = Table("stream", "mart", "rows", "built", "", title="marts (the latest good build)")
+    for m in marts:
+        fresh = "[yellow]stale[/yellow]" if m.stale else ("-" if m.built is None else "fresh")
+        table.add_row(m.stream, m.mart, "-" if m.rows is None else f"{m.rows:,}", age(m.built), fresh)
+    console.print(table)
+
+
+@cli.command()
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--no-serve", is_flag=True, help="Only generate the site (under LAKEHOUSE_HOME/docs/site).")
+def docs(port: int, host: str, no_serve: bool) -> None:
+    """Generate the dbt docs site from the latest good build (no warehouse lock taken) and serve it."""
+    from orchestration import docs as docs_site
+    from orchestration.dagster_home import interrupt_on_sigterm
+
+    try:
+        site = docs_site.generate(settings())
+    except docs_site.NothingBuilt as exc:
+        raise click.ClickException(str(exc)) from None
+    if no_serve:
+        click.echo(f"docs site in {site}")
+        return
+    interrupt_on_sigterm()
+    click.echo(f"dbt docs at http://{host}:{port} (Ctrl-C stops)")
+    try:
+        docs_site.serve(site, host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port} ({exc.strerror}); give another --port") from None
+    except KeyboardInterrupt:
+        click.echo("stopped")
+
+
 # --- ui, demo ------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import time
@@ -59,14 +58,6 @@ def _query_when_free(path: Path, sql: str, timeout_s: float = 60.0) -> pd.DataFr
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
-
-
-def mart_names() -> list[str]:
-    """Every mart of the dbt project, by name."""
-    from orchestration.defs.dbt import dbt_project
-
-    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
-    return sorted(n["name"] for n in nodes if n["resource_type"] == "model" and n["fqn"][1] == "marts")
 
 
 def wait_for_marts(instance, marts: list[str], since: float, timeout_s: float, ui: object) -> None:
@@ -154,6 +145,8 @@ def run(
         ui = start_dev(s, port=port, log_to=log_file)
         print(f"Dagster is starting at http://127.0.0.1:{port} (log: {log_file}); waiting for the sensor's run...")
         instance = dg.DagsterInstance.from_config(str(s.dagster_home))
+        from orchestration.defs.dbt import mart_names
+
         marts = mart_names()
         wait_for_marts(instance, marts, since, timeout_s, ui)
         print("\nEvery mart is built:")

@@ -10,9 +10,11 @@ are removed (a shell that has one open keeps reading it until it closes).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from ingestion.config import Settings
@@ -32,15 +34,27 @@ def latest_snapshot(settings: Settings) -> Path | None:
     return path if path.exists() else None
 
 
-def publish_snapshot(settings: Settings) -> Path | None:
-    """Copy the warehouse as the latest snapshot; call it only where no build is writing."""
+def built_at(settings: Settings) -> dict[str, float]:
+    """When each model was last built well (epoch seconds), by name."""
+    path = snapshots_dir(settings) / "built.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def publish_snapshot(settings: Settings, models: Iterable[str] = ()) -> Path | None:
+    """Copy the warehouse as the latest snapshot, noting when `models` were built; call it only
+    where no build is writing."""
     import duckdb
 
     if not settings.warehouse_path.exists():
         return None
+    root = snapshots_dir(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    times = built_at(settings) | dict.fromkeys(models, time.time())
+    scratch = root / "built.json.tmp"
+    scratch.write_text(json.dumps(times, indent=1, sort_keys=True))
+    os.replace(scratch, root / "built.json")
     with duckdb.connect(str(settings.warehouse_path)) as con:
         con.execute("checkpoint")  # everything in the file, nothing left in a write-ahead log
-    root = snapshots_dir(settings)
     name = f"{time.time_ns()}"
     folder = root / name
     folder.mkdir(parents=True)

@@ -5,6 +5,7 @@ grouped by stream (the folder under the layer), so the UI shows each stream's li
 its raw topic to its marts. Every writer of the warehouse runs in one pool of size 1.
 """
 
+import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -82,9 +83,22 @@ def dbt_models() -> dg.AssetsDefinition:
     )
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         yield from dbt.cli(["build"], context=context).stream()
-        publish_snapshot(settings())  # still in the warehouse pool: no build is writing
+        # Still in the warehouse pool: no build is writing.
+        publish_snapshot(settings(), [key.path[-1] for key in context.selected_asset_keys])
 
     return _models
+
+
+def mart_names() -> list[str]:
+    """Every mart of the dbt project, by name."""
+    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
+    return sorted(n["name"] for n in nodes if n["resource_type"] == "model" and n["fqn"][1] == "marts")
+
+
+def model_streams() -> dict[str, str]:
+    """The stream (folder under the layer) of every dbt model, by name."""
+    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
+    return {n["name"]: n["fqn"][2] for n in nodes if n["resource_type"] == "model" and len(n["fqn"]) > 3}
 
 
 @dg.definitions

@@ -1,0 +1,121 @@
+"""`lakehouse status`: is the data fresh and complete? Per topic and per mart, at a glance."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from expectations.gate import last_outcome
+from ingestion import lake
+from ingestion.config import Settings
+from ingestion.streams import CONTRACTS
+from ingestion.verify import verify
+from orchestration.snapshots import built_at, latest_snapshot
+
+
+@dataclass
+class TopicStatus:
+    stream: str
+    topic: str
+    broker_end: int | None  # offsets the broker holds (end minus start, summed over partitions); None: unreachable
+    stored: int  # offsets the lake accounts for: rows, tombstones and quarantined records
+    quarantined: int
+    lag: int | None
+    last_drain: float | None  # epoch seconds
+    gates: list[str]  # "suite: passed" / "suite: FAILED 3 of 120 rows" / "suite: not run"
+    problems: list[str]
+
+    @property
+    def failing(self) -> bool:
+        return any("FAILED" in g for g in self.gates) or bool(self.problems)
+
+
+@dataclass
+class MartStatus:
+    stream: str
+    mart: str
+    rows: int | None
+    built: float | None  # epoch seconds of its last good build
+    stale: bool  # not rebuilt for more than three sensor intervals while its topics had new data
+
+
+def topic_status(settings: Settings) -> list[TopicStatus]:
+    checks = verify(list(CONTRACTS), settings)
+    with lake.Ledger(settings.ledger_path) as ledger:
+        drained = {topic: max((b.committed_at for b in ledger.batches(topic)), default=None) for topic in CONTRACTS}
+    statuses = []
+    for topic, contract in CONTRACTS.items():
+        mine = [c for c in checks if c.topic == topic]
+        reachable = all(c.broker_end is not None for c in mine) and bool(mine)
+        gates = []
+        for suite in contract.suites:
+            outcome = last_outcome(settings, topic, suite)
+            if outcome is None:
+                gates.append(f"{suite}: not run")
+            elif outcome["passed"]:
+                gates.append(f"{suite}: passed")
+            else:
+                gates.append(f"{suite}: FAILED {outcome['failing_rows']} of {outcome['rows']} rows")
+        statuses.append(
+            TopicStatus(
+                stream=contract.stream,
+                topic=topic,
+                broker_end=sum(c.broker_end - (c.broker_start or 0) for c in mine) if reachable else None,
+                stored=sum(c.rows + c.tombstones + c.quarantined for c in mine),
+                quarantined=sum(c.quarantined for c in mine),
+                lag=sum(c.lag or 0 for c in mine) if reachable else None,
+                last_drain=drained[topic],
+                gates=gates,
+                problems=[p for c in mine for p in c.problems],
+            )
+        )
+    return statuses
+
+
+def mart_status(settings: Settings, topics: list[TopicStatus]) -> list[MartStatus]:
+    import duckdb
+
+    from orchestration.defs.dbt import mart_names, model_streams
+
+    streams = model_streams()
+    built = built_at(settings)
+    snapshot = latest_snapshot(settings)
+    counts: dict[str, int] = {}
+    if snapshot is not None:
+        with duckdb.connect(str(snapshot), read_only=True) as con:
+            present = {name for (name,) in con.execute("select table_name from duckdb_tables()").fetchall()}
+            for name in mart_names():
+                if name in present:
+                    counts[name] = con.execute(f'select count(*) from "{name}"').fetchone()[0]
+    newest_drain = {}
+    for t in topics:
+        if t.last_drain is not None:
+            newest_drain[t.stream] = max(newest_drain.get(t.stream, 0.0), t.last_drain)
+    window = 3 * settings.sensor_interval_s
+    statuses = []
+    for name in mart_names():
+        stream = streams.get(name, "")
+        last = built.get(name)
+        drained = newest_drain.get(stream)
+        stale = drained is not None and (last is None or drained - last > window)
+        statuses.append(MartStatus(stream, name, counts.get(name), last, stale))
+    return statuses
+
+
+def as_dict(topics: list[TopicStatus], marts: list[MartStatus]) -> dict:
+    return {
+        "topics": [asdict(t) | {"failing": t.failing} for t in topics],
+        "marts": [asdict(m) for m in marts],
+        "at": time.time(),
+    }
+
+
+def age(at: float | None, now: float | None = None) -> str:
+    """'12 s ago', '5 min ago', '3 h ago', '2 d ago', or '-'."""
+    if at is None:
+        return "-"
+    seconds = max(0.0, (now or time.time()) - at)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
