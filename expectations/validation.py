@@ -49,13 +49,16 @@ class SuiteOutcome:
             result = "pass" if e.success else f"FAIL: {e.error}" if e.error else "FAIL"
             lines.append(f"| {e.expectation} | {e.column or ''} | {result} | {e.unexpected} |")
         if not self.failing_sample.empty:
-            columns = list(self.failing_sample.columns)
-            lines += ["", f"Failing rows (first {len(self.failing_sample)}):", ""]
-            lines.append("| " + " | ".join(columns) + " |")
-            lines.append("|" + "---|" * len(columns))
-            for row in self.failing_sample.itertuples(index=False):
-                lines.append("| " + " | ".join(_cell(value) for value in row) + " |")
+            lines += ["", f"Failing rows (first {len(self.failing_sample)}):", "", markdown_table(self.failing_sample)]
         return "\n".join(lines)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table, nulls written `null`."""
+    columns = list(frame.columns)
+    lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def combine(outcomes: list[SuiteOutcome], sample_size: int = 10) -> SuiteOutcome:

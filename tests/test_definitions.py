@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 
 import dagster as dg
 import pytest
@@ -64,6 +65,13 @@ def test_dbt_models_write_the_warehouse_from_one_pool_and_wait_for_passing_gates
     node = defs.resolve_asset_graph().get(dg.AssetKey(["marts", "prices_symbol_stats"]))
     assert node.assets_def.op.pool == WAREHOUSE_POOL
     assert node.automation_condition == GATED_EAGER
+
+
+def test_a_mart_is_stale_after_three_sensor_intervals_without_a_build(defs):
+    node = defs.resolve_asset_graph().get(dg.AssetKey(["marts", "cms_procedure_reach"]))
+    assert node.freshness_policy == dg.FreshnessPolicy.time_window(fail_window=timedelta(seconds=3 * 120))
+    staging = defs.resolve_asset_graph().get(dg.AssetKey(["staging", "stg_prices__ticks"]))
+    assert staging.freshness_policy is None
 
 
 def test_the_office_revenue_mart_is_also_rebuilt_every_10_minutes(defs):

@@ -90,6 +90,13 @@ def test_a_sensor_tick_plans_a_run_that_drains_gates_and_builds_marts_equal_to_i
     gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "raw_prices")
     assert gate.passed
     assert list((settings().raw_dir / "prices").rglob("*.parquet"))
+    mart = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["marts", "prices_symbol_stats"])
+    )
+    assert mart["dagster/row_count"].value == 5
+    assert mart["preview"].value.startswith("| symbol | tick_count |") and "AAPL" in mart["preview"].value
 
     stats = warehouse("select * from prices_symbol_stats").set_index("symbol").sort_index()
     expected = expected_stats(sent)

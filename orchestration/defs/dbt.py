@@ -6,7 +6,8 @@ its raw topic to its marts. Every writer of the warehouse runs in one pool of si
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from orchestration.snapshots import publish_snapshot
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 WAREHOUSE_POOL = "duckdb_warehouse"
+PREVIEW_ROWS = 10
 
 # Build a model when its inputs changed, never while any blocking check on them fails.
 GATED_EAGER = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
@@ -58,6 +60,14 @@ class LakehouseTranslator(DagsterDbtTranslator):
         fqn = dbt_resource_props.get("fqn", [])
         return fqn[2] if len(fqn) > 3 else super().get_group_name(dbt_resource_props)
 
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if spec.key.path[0] != "marts":
+            return spec
+        # A mart not rebuilt for three sensor intervals is stale (the UI marks it so).
+        window = timedelta(seconds=3 * settings().sensor_interval_s)
+        return spec.replace_attributes(freshness_policy=dg.FreshnessPolicy.time_window(fail_window=window))
+
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
         return gated(dbt_resource_props.get("config", {}).get("meta", {}).get("refresh_cron"))
 
@@ -82,11 +92,37 @@ def dbt_models() -> dg.AssetsDefinition:
         name="lakehouse_dbt_models",
     )
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-        yield from dbt.cli(["build"], context=context).stream()
+        # The events wait for dbt to finish: only then can the marts be read for their metadata.
+        events = list(dbt.cli(["build"], context=context).stream())
         # Still in the warehouse pool: no build is writing.
         publish_snapshot(settings(), [key.path[-1] for key in context.selected_asset_keys])
+        yield from with_mart_previews(context, events)
 
     return _models
+
+
+def with_mart_previews(context: dg.AssetExecutionContext, events: list) -> Iterator:
+    """Each mart's materialization with its row count and its first rows."""
+    import duckdb
+
+    from expectations.validation import markdown_table
+
+    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+        for event in events:
+            if isinstance(event, dg.Output):
+                key = context.asset_key_for_output(event.output_name)
+                if key.path[0] == "marts":
+                    name = key.path[-1]
+                    (rows,) = con.execute(f'select count(*) from "{name}"').fetchone()
+                    preview = con.execute(f'select * from "{name}" limit {PREVIEW_ROWS}').df()
+                    event = event.with_metadata(
+                        {
+                            **event.metadata,
+                            "dagster/row_count": dg.MetadataValue.int(rows),
+                            "preview": dg.MetadataValue.md(markdown_table(preview)),
+                        }
+                    )
+            yield event
 
 
 def mart_names() -> list[str]:
