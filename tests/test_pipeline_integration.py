@@ -97,6 +97,7 @@ def test_a_sensor_tick_plans_a_run_that_drains_gates_and_builds_marts_equal_to_i
     )
     assert mart["dagster/row_count"].value == 5
     assert mart["preview"].value.startswith("| symbol | tick_count |") and "AAPL" in mart["preview"].value
+    assert mart["chart"].value.startswith("![prices_symbol_stats](data:image/svg+xml;base64,")
 
     stats = warehouse("select * from prices_symbol_stats").set_index("symbol").sort_index()
     expected = expected_stats(sent)

@@ -106,7 +106,9 @@ def with_mart_previews(context: dg.AssetExecutionContext, events: list) -> Itera
     import duckdb
 
     from expectations.validation import markdown_table
+    from orchestration.charts import as_markdown, bar_chart
 
+    charts = {name: meta["chart"] for name, meta in model_meta().items() if "chart" in meta}
     with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
         for event in events:
             if isinstance(event, dg.Output):
@@ -115,13 +117,14 @@ def with_mart_previews(context: dg.AssetExecutionContext, events: list) -> Itera
                     name = key.path[-1]
                     (rows,) = con.execute(f'select count(*) from "{name}"').fetchone()
                     preview = con.execute(f'select * from "{name}" limit {PREVIEW_ROWS}').df()
-                    event = event.with_metadata(
-                        {
-                            **event.metadata,
-                            "dagster/row_count": dg.MetadataValue.int(rows),
-                            "preview": dg.MetadataValue.md(markdown_table(preview)),
-                        }
-                    )
+                    extra: dict[str, Any] = {
+                        "dagster/row_count": dg.MetadataValue.int(rows),
+                        "preview": dg.MetadataValue.md(markdown_table(preview)),
+                    }
+                    if name in charts:
+                        frame = con.execute(f'select * from "{name}"').df()
+                        extra["chart"] = dg.MetadataValue.md(as_markdown(bar_chart(frame, charts[name], name), name))
+                    event = event.with_metadata({**event.metadata, **extra})
             yield event
 
 
@@ -129,6 +132,12 @@ def mart_names() -> list[str]:
     """Every mart of the dbt project, by name."""
     nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
     return sorted(n["name"] for n in nodes if n["resource_type"] == "model" and n["fqn"][1] == "marts")
+
+
+def model_meta() -> dict[str, dict[str, Any]]:
+    """Every dbt model's `meta`, by name."""
+    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
+    return {n["name"]: n.get("config", {}).get("meta", {}) for n in nodes if n["resource_type"] == "model"}
 
 
 def model_streams() -> dict[str, str]:
