@@ -414,17 +414,27 @@ def docs(port: int, host: str, no_serve: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(
     "--only",
-    type=click.Choice(["webserver", "daemon"]),
+    type=click.Choice(["webserver", "daemon", "code-server"]),
     default=None,
-    help="Run just the webserver or just the daemon (one per container, as docker-compose does).",
+    help="Run just the webserver, the daemon or the code location's gRPC server (one per container, "
+    "as docker-compose does).",
 )
-def ui(port: int, host: str, only: str | None) -> None:
+@click.option(
+    "--code-server",
+    default=None,
+    metavar="HOST:PORT",
+    help="With --only webserver|daemon: load the code from this gRPC code server.",
+)
+def ui(port: int, host: str, only: str | None, code_server: str | None) -> None:
     """Start the Dagster web UI and daemon (sensors, automation) until Ctrl-C or SIGTERM."""
     from orchestration.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
 
     interrupt_on_sigterm()
-    proc = start_dev(settings(), host=host, port=port, only=only)
-    what = "Dagster daemon running" if only == "daemon" else f"Dagster UI at http://{host}:{port}"
+    proc = start_dev(settings(), host=host, port=port, only=only, code_server=code_server)
+    what = {
+        "daemon": "Dagster daemon running",
+        "code-server": f"Dagster code server at {host}:{port}",
+    }.get(only or "", f"Dagster UI at http://{host}:{port}")
     click.echo(f"{what} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
     try:
         proc.wait()

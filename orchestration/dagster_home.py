@@ -33,10 +33,27 @@ def prepare_instance(s: Settings) -> Path:
     return home
 
 
-def dev_command(host: str, port: int, only: str | None = None) -> list[str]:
-    """`dagster dev` (webserver and daemon), or just one of them for a container of its own."""
+def dev_command(host: str, port: int, only: str | None = None, code_server: str | None = None) -> list[str]:
+    """`dagster dev` (webserver and daemon), or just one of them, or the code location's gRPC
+    server, for a container of its own; `code_server` (host:port) is where the webserver and
+    daemon then find the code."""
     scripts = Path(sys.executable).parent
     location = ["-m", "orchestration.definitions"]
+    if code_server:
+        code_host, _, code_port = code_server.rpartition(":")
+        location = ["--grpc-host", code_host, "--grpc-port", code_port]
+    if only == "code-server":
+        return [
+            str(scripts / "dagster"),
+            "code-server",
+            "start",
+            "-m",
+            "orchestration.definitions",
+            "-h",
+            host,
+            "-p",
+            str(port),
+        ]
     if only == "webserver":
         return [str(scripts / "dagster-webserver"), *location, "-h", host, "-p", str(port)]
     if only == "daemon":
@@ -46,12 +63,17 @@ def dev_command(host: str, port: int, only: str | None = None) -> list[str]:
 
 
 def start_dev(
-    s: Settings, host: str = "127.0.0.1", port: int = 3000, log_to: Path | None = None, only: str | None = None
+    s: Settings,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    log_to: Path | None = None,
+    only: str | None = None,
+    code_server: str | None = None,
 ) -> subprocess.Popen:
     prepare_instance(s)
     out = open(log_to, "ab") if log_to else None  # noqa: SIM115 - the child owns it for its lifetime
     return subprocess.Popen(
-        dev_command(host, port, only),
+        dev_command(host, port, only, code_server),
         cwd=REPO_ROOT,
         stdout=out,
         stderr=subprocess.STDOUT if out else None,
