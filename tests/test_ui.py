@@ -1,4 +1,5 @@
-"""`lakehouse ui`: Dagster's webserver and daemon under the lake home, stopped cleanly by SIGTERM."""
+"""`lakehouse ui`: Dagster's webserver and daemon under the lake home, showing every stream's assets
+to a person in a browser, and stopped cleanly by SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.browser import chromium, dump_dom, screenshot
 from tests.conftest import free_port_pair
 
 pytestmark = pytest.mark.integration
@@ -29,9 +32,11 @@ def wait_for_http(url: str, timeout_s: float) -> bool:
     return False
 
 
-def test_the_ui_serves_dagster_with_its_home_under_the_lake_and_stops_on_sigterm(tmp_path):
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, subprocess.Popen]]:
+    home = tmp_path_factory.mktemp("ui")
     port = free_port_pair()
-    env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
     for name in ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
         env.pop(name, None)
     lakehouse = str(Path(sys.executable).with_name("lakehouse"))
@@ -40,12 +45,35 @@ def test_the_ui_serves_dagster_with_its_home_under_the_lake_and_stops_on_sigterm
     )
     try:
         assert wait_for_http(f"http://127.0.0.1:{port}/server_info", timeout_s=180), "the webserver never answered"
-        assert (tmp_path / "dagster" / "dagster.yaml").exists()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        yield port, home, proc
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_ui_serves_dagster_with_its_home_under_the_lake(ui):
+    _, home, _ = ui
+    assert (home / "dagster" / "dagster.yaml").exists()
+
+
+def test_a_person_opening_the_ui_finds_the_assets_of_every_stream(ui, tmp_path):
+    browser = chromium()
+    port, _, _ = ui
+    page = dump_dom(browser, f"http://127.0.0.1:{port}/assets?view=flat")
+    for asset in ("prices_symbol_stats", "cms_procedure_reach", "office_revenue_10min", "carepay_claim_stats_by_status",
+                  "stedi_customer_risk", "stedi_score_agg"):  # fmt: skip
+        assert asset in page, asset
+    lineage = dump_dom(browser, f"http://127.0.0.1:{port}/asset-groups")
+    for group in ("prices", "cms", "office", "carepay", "stedi"):
+        assert f">{group}<" in lineage, group
+    shot = screenshot(browser, f"http://127.0.0.1:{port}/asset-groups", tmp_path / "dagster-asset-groups.png")
+    assert shot.stat().st_size > 10_000
+
+
+def test_sigterm_stops_the_ui_and_everything_it_started(ui):
+    port, _, proc = ui
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
     assert not wait_for_http(f"http://127.0.0.1:{port}/server_info", timeout_s=2)
     leftovers = subprocess.run(["pgrep", "-f", f"dagster.*{port}"], capture_output=True, text=True).stdout.split()
     assert leftovers == []
