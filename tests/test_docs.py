@@ -85,6 +85,9 @@ def test_the_docs_site_shows_every_model_with_lineage_from_topic_to_mart(docs_si
     assert models["stg_prices__ticks"]["unique_id"] in parents[models["prices_symbol_stats"]["unique_id"]]
     catalog = json.loads(fetch(f"{url}/catalog.json"))
     assert "model.lakehouse.prices_symbol_stats" in catalog["nodes"]
+    for unique_id, built in catalog["nodes"].items():  # every column of every model built, described
+        described = {name for name, column in manifest["nodes"][unique_id]["columns"].items() if column["description"]}
+        assert set(built["columns"]) <= described, unique_id
 
 
 def test_a_person_opening_the_docs_in_a_browser_finds_every_streams_models(docs_site, tmp_path):
