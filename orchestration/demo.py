@@ -60,11 +60,13 @@ def _query_when_free(path: Path, sql: str, timeout_s: float = 60.0) -> pd.DataFr
             time.sleep(1)
 
 
-def wait_for_marts(instance, marts: list[str], since: float, timeout_s: float, ui: object) -> None:
+def wait_for_marts(instance, marts: list[str], since: float, timeout_s: float, ui: object, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while not all(_latest_build(instance, ("marts", name), since) for name in marts):
         if getattr(ui, "poll", lambda: None)() is not None:
-            raise DemoFailed("Dagster stopped unexpectedly; see its log under LAKEHOUSE_HOME/dagster/dev.log")
+            raise DemoFailed(f"Dagster stopped unexpectedly; see its log in {log}")
+        if log.exists() and "Error loading repository location" in log.read_text(errors="replace"):
+            raise DemoFailed(f"Dagster could not load the project's definitions; the error is in {log}")
         failed = _failed_runs(instance, since)
         if failed:
             raise DemoFailed(f"run {failed[0]} failed; open the Dagster UI to see which step and why")
@@ -148,7 +150,7 @@ def run(
         from orchestration.defs.dbt import mart_names
 
         marts = mart_names()
-        wait_for_marts(instance, marts, since, timeout_s, ui)
+        wait_for_marts(instance, marts, since, timeout_s, ui, log_file)
         print("\nEvery mart is built:")
         width = max(map(len, marts))
         for name in marts:

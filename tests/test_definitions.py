@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import timedelta
 
 import dagster as dg
 import pytest
 
 from ingestion.streams import CONTRACTS, STREAMS
-from orchestration.defs.dbt import GATED_EAGER, WAREHOUSE_POOL, gated
+from orchestration.defs.dbt import GATED_EAGER, WAREHOUSE_POOL, LakehouseTranslator, dbt_project, gated
 from orchestration.defs.raw import raw_asset_key
 
 PRICES_LINEAGE = [
@@ -72,6 +73,13 @@ def test_a_mart_is_stale_after_three_sensor_intervals_without_a_build(defs):
     assert node.freshness_policy == dg.FreshnessPolicy.time_window(fail_window=timedelta(seconds=3 * 120))
     staging = defs.resolve_asset_graph().get(dg.AssetKey(["staging", "stg_prices__ticks"]))
     assert staging.freshness_policy is None
+
+
+def test_a_short_sensor_interval_still_gives_a_freshness_window_dagster_accepts(monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_SENSOR_INTERVAL_S", "5")
+    manifest = json.loads(dbt_project().manifest_path.read_text())
+    node = LakehouseTranslator().get_asset_spec(manifest, "model.lakehouse.prices_symbol_stats", None)
+    assert node.freshness_policy == dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=1))
 
 
 def test_the_office_revenue_mart_is_also_rebuilt_every_10_minutes(defs):

@@ -64,8 +64,9 @@ class LakehouseTranslator(DagsterDbtTranslator):
         spec = super().get_asset_spec(manifest, unique_id, project)
         if spec.key.path[0] != "marts":
             return spec
-        # A mart not rebuilt for three sensor intervals is stale (the UI marks it so).
-        window = timedelta(seconds=3 * settings().sensor_interval_s)
+        # A mart not rebuilt for three sensor intervals is stale (the UI marks it so); Dagster
+        # takes no window under a minute.
+        window = max(timedelta(seconds=3 * settings().sensor_interval_s), timedelta(minutes=1))
         return spec.replace_attributes(freshness_policy=dg.FreshnessPolicy.time_window(fail_window=window))
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
