@@ -361,23 +361,33 @@ def status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(as_dict(topics, marts), indent=2))
         return
+    # One table, stream by stream: its topics (what the broker and the lake hold, the lag, the last
+    # drain, the gates), then its marts (rows, last good build, freshness).
     console = Console(width=shutil.get_terminal_size().columns)
-    table = Table("stream", "topic", "broker", "stored", "quar.", "lag", "last drain", "gates", title="topics")
-    for t in topics:
-        gates = "; ".join(g if "FAILED" not in g else f"[red]{g}[/red]" for g in t.gates) or "-"
-        table.add_row(
-            t.stream, t.topic, "?" if t.broker_end is None else str(t.broker_end), str(t.stored),
-            str(t.quarantined), "?" if t.lag is None else str(t.lag), age(t.last_drain), gates,
-        )  # fmt: skip
+    table = Table("stream", "topic / mart", "broker", "lake", "lag", "updated", "state")
+    for stream in dict.fromkeys(t.stream for t in topics):
+        label = stream
+        for t in (t for t in topics if t.stream == stream):
+            gates = [g.split(": ", 1)[1] for g in t.gates]
+            state = "[red]" + "; ".join(g for g in gates if "FAILED" in g) + "[/red]" if t.failing else "ok"
+            if t.problems:
+                state = "[red]verify fails[/red]"
+            elif not gates or all(g == "not run" for g in gates):
+                state = "no gate run" if gates else "ok"
+            lake = f"{t.stored:,}" + (f" ({t.quarantined:,} quar.)" if t.quarantined else "")
+            broker = "?" if t.broker_end is None else f"{t.broker_end:,}"
+            lag = "?" if t.lag is None else f"{t.lag:,}"
+            table.add_row(label, t.topic, broker, lake, lag, age(t.last_drain), state)
+            label = ""
+        for m in (m for m in marts if m.stream == stream):
+            state = "[yellow]stale[/yellow]" if m.stale else ("not built" if m.built is None else "fresh")
+            rows = "-" if m.rows is None else f"{m.rows:,} rows"
+            table.add_row("", m.mart, "", rows, "", age(m.built), state)
+        table.add_section()
     console.print(table)
     for t in topics:
         for problem in t.problems:
             console.print(f"[red]{t.topic}: {problem}[/red] (see `lakehouse verify {t.topic}`)")
-    table = Table("stream", "mart", "rows", "built", "", title="marts (the latest good build)")
-    for m in marts:
-        fresh = "[yellow]stale[/yellow]" if m.stale else ("-" if m.built is None else "fresh")
-        table.add_row(m.stream, m.mart, "-" if m.rows is None else f"{m.rows:,}", age(m.built), fresh)
-    console.print(table)
 
 
 @cli.command()

@@ -57,4 +57,4 @@ def test_status_after_a_drain_and_build_then_after_a_failing_check(kafka_env, la
     assert prices["gates"] == ["raw_prices: FAILED 1 of 1 rows"] and prices["failing"]
     monkeypatch.setenv("COLUMNS", "200")  # a wide terminal, so no cell is wrapped
     table = lakehouse("status")
-    assert "raw_prices: FAILED 1 of 1 rows" in table and "prices_symbol_stats" in table
+    assert "FAILED 1 of 1 rows" in table and "prices_symbol_stats" in table
