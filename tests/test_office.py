@@ -120,16 +120,13 @@ def test_revenue_per_10_minutes_counts_each_claim_once_for_the_patients_diagnose
         for i in range(10)
     ]
     more.append(({"id": 200, "patient_id": 3, "code": "81002", "price": 7}, START + 35 * minute))
-    send(kafka_env, office.CLAIMS.topic, more)
+    later = [({"id": 300, "patient_id": 1, "code": "99214", "price": 120}, START + 180 * minute)]  # hours later
+    send(kafka_env, office.CLAIMS.topic, more + later)
     lakehouse("drain", "office")
     lakehouse("build", "office")
-    assert built(lake_home) == expected_revenue(claims + more, diagnoses)
+    assert built(lake_home) == expected_revenue(claims + more + later, diagnoses)
 
-    # Hours later: new claims, and a diagnosis that changes windows far older than the lookback.
-    later = [({"id": 300, "patient_id": 1, "code": "99214", "price": 120}, START + 180 * minute)]
-    send(kafka_env, office.CLAIMS.topic, later)
-    lakehouse("drain", "office")
-    lakehouse("build", "office")
+    # A diagnosis that changes windows far older than the late-arrival allowance.
     news = [({"id": 5, "patient_id": 4, "icd10_code": "R41.3"}, START + 190 * minute)]
     send(kafka_env, office.DIAGNOSES.topic, news)
     lakehouse("drain", "office")
