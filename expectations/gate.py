@@ -29,10 +29,6 @@ class GateOutcome:
     since: dict[int, int] = field(default_factory=dict)  # partition -> first offset validated
     until: dict[int, int] = field(default_factory=dict)  # partition -> one past the last offset validated
 
-    @property
-    def passed(self) -> bool:
-        return self.outcome.success
-
     def offsets(self) -> str:
         ranges = [f"{p}:{self.since.get(p, 0)}-{end}" for p, end in sorted(self.until.items())]
         return ", ".join(ranges) or "nothing stored"
@@ -48,10 +44,6 @@ def passed_until(settings: Settings, topic: str, suite: str) -> dict[int, int]:
     if not path.exists():
         return {}
     return {int(p): int(o) for p, o in json.loads(path.read_text()).items()}
-
-
-def _save_mark(path: Path, until: dict[int, int]) -> None:
-    _save_json(path, {str(p): o for p, o in sorted(until.items())})
 
 
 def _save_json(path: Path, document: dict) -> None:
@@ -74,7 +66,7 @@ def run_gate(settings: Settings, contract: Contract, suite: str, chunk_rows: int
     ]
     outcome = combine(outcomes) if outcomes else SuiteOutcome(suite, success=True, row_count=0, failing_rows=0)
     if outcome.success:
-        _save_mark(mark_path(settings, contract.topic, suite), until)
+        _save_json(mark_path(settings, contract.topic, suite), {str(p): o for p, o in sorted(until.items())})
     _save_json(
         last_outcome_path(settings, contract.topic, suite),
         {"passed": outcome.success, "rows": outcome.row_count, "failing_rows": outcome.failing_rows, "at": time.time()},

@@ -284,40 +284,34 @@ def raw_glob(settings: Settings, topic: str) -> str:
     return str(topic_dir(settings.raw_dir, topic) / "**" / "*.parquet")
 
 
+def has_raw_files(settings: Settings, topic: str) -> bool:
+    """Whether any Parquet file of the topic is in the lake yet."""
+    return any(topic_dir(settings.raw_dir, topic).rglob("*.parquet"))
+
+
 def read_raw(
     settings: Settings,
     topic: str,
-    include_tombstones: bool = False,
-    since: Mapping[int, int] | None = None,
-    until: Mapping[int, int] | None = None,
+    since: Mapping[int, int],
+    until: Mapping[int, int],
     chunk_rows: int = 250_000,
 ) -> Iterator[pd.DataFrame]:
-    """The committed raw rows of a topic as pandas DataFrames of about `chunk_rows` rows each.
-
-    `since` and `until` bound the offsets read per partition (`since` inclusive, `until`
-    exclusive; a partition missing from `until` is not read when `until` is given).
-    """
+    """The committed raw rows of a topic, tombstones left out, as pandas DataFrames of about
+    `chunk_rows` rows each: per partition of `until`, the offsets from `since` (inclusive, 0 when
+    absent) to `until` (exclusive)."""
     import duckdb
 
-    if not any(topic_dir(settings.raw_dir, topic).rglob("*.parquet")):
+    windows = [
+        f"(_partition = {int(p)} and _offset >= {int(since.get(p, 0))} and _offset < {int(end)})"
+        for p, end in sorted(until.items())
+        if end > since.get(p, 0)
+    ]
+    if not windows or not has_raw_files(settings, topic):
         return
-    conditions = [] if include_tombstones else ["not coalesce(_tombstone, false)"]
-    if until is not None:
-        since = since or {}
-        windows = [
-            f"(_partition = {int(p)} and _offset >= {int(since.get(p, 0))} and _offset < {int(end)})"
-            for p, end in sorted(until.items())
-            if end > since.get(p, 0)
-        ]
-        if not windows:
-            return
-        conditions.append("(" + " or ".join(windows) + ")")
-    elif since:
-        conditions.append(
-            "(" + " and ".join(f"(_partition <> {int(p)} or _offset >= {int(o)})" for p, o in since.items()) + ")"
-        )
-    where = f"where {' and '.join(conditions)}" if conditions else ""
-    query = f"select * from read_parquet(?, hive_partitioning = true, union_by_name = true) {where}"
+    query = (
+        "select * from read_parquet(?, hive_partitioning = true, union_by_name = true) "
+        f"where not coalesce(_tombstone, false) and ({' or '.join(windows)})"
+    )
     with duckdb.connect() as con:
         result = con.execute(query, [raw_glob(settings, topic)])
         vectors = max(1, chunk_rows // 2048)

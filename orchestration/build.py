@@ -10,7 +10,7 @@ from expectations import SuiteOutcome
 from expectations.gate import run_gate
 from ingestion.config import settings
 from ingestion.contracts import Contract
-from ingestion.lake import topic_dir
+from ingestion.lake import has_raw_files
 from ingestion.streams import EXPORTS
 from orchestration.snapshots import publish_snapshot
 
@@ -43,7 +43,7 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
     from orchestration.defs.dbt import dbt_resource
 
     s = settings()
-    empty = [c.topic for c in contracts if not any(topic_dir(s.raw_dir, c.topic).rglob("*.parquet"))]
+    empty = [c.topic for c in contracts if not has_raw_files(s, c.topic)]
     if len(empty) == len(contracts):
         return StreamBuild(stream, nothing_stored=empty)
     result = StreamBuild(stream, gates=run_gates(contracts))

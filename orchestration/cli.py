@@ -336,7 +336,7 @@ def shell(sql: str | None) -> None:
         raise click.ClickException("nothing is built yet: run `lakehouse build` (or `make demo`) first")
     duckdb_cli = Path(sys.executable).with_name("duckdb")
     init = snapshot.parent / "shell-init.sql"
-    init.write_text(raw_views_sql(s, list(CONTRACTS)))
+    init.write_text(raw_views_sql(s, CONTRACTS.values()))
     args = [str(duckdb_cli), "-readonly", "-init", str(init), str(snapshot)]
     if sql is not None:
         args += ["-c", sql]
@@ -368,12 +368,16 @@ def status(as_json: bool) -> None:
     for stream in dict.fromkeys(t.stream for t in topics):
         label = stream
         for t in (t for t in topics if t.stream == stream):
-            gates = [g.split(": ", 1)[1] for g in t.gates]
-            state = "[red]" + "; ".join(g for g in gates if "FAILED" in g) + "[/red]" if t.failing else "ok"
+            results = [g.split(": ", 1)[1] for g in t.gates]
+            failed = [r for r in results if r.startswith("FAILED")]
             if t.problems:
                 state = "[red]verify fails[/red]"
-            elif not gates or all(g == "not run" for g in gates):
-                state = "no gate run" if gates else "ok"
+            elif failed:
+                state = "[red]" + "; ".join(failed) + "[/red]"
+            elif results and all(r == "not run" for r in results):
+                state = "no gate run"
+            else:
+                state = "ok"
             lake = f"{t.stored:,}" + (f" ({t.quarantined:,} quar.)" if t.quarantined else "")
             broker = "?" if t.broker_end is None else f"{t.broker_end:,}"
             lag = "?" if t.lag is None else f"{t.lag:,}"

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ingestion.config import Settings
+from ingestion.contracts import Contract
+from ingestion.lake import has_raw_files, raw_glob
 
 KEEP = 2
 
@@ -69,16 +71,14 @@ def publish_snapshot(settings: Settings, models: Iterable[str] = ()) -> Path | N
     return folder / "warehouse.duckdb"
 
 
-def raw_views_sql(settings: Settings, topics: list[str]) -> str:
+def raw_views_sql(settings: Settings, contracts: Iterable[Contract]) -> str:
     """Temporary views `raw_<table>` over the raw Parquet of each topic that has data."""
     lines = []
-    for topic in topics:
-        folder = settings.raw_dir / topic
-        if any(folder.rglob("*.parquet")):
-            name = topic.replace(".", "_").replace("-", "_")
-            glob = str(folder / "**" / "*.parquet").replace("'", "''")
+    for contract in contracts:
+        if has_raw_files(settings, contract.topic):
+            glob = raw_glob(settings, contract.topic).replace("'", "''")
             lines.append(
-                f"create or replace temp view raw_{name} as select * from "
+                f"create or replace temp view raw_{contract.table_name} as select * from "
                 f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true);"
             )
     return "\n".join(lines) + "\n"

@@ -54,13 +54,14 @@ def replay(path: Path, table: str) -> Iterator[tuple[bytes, bytes]]:
     """Stream an exported CSV row by row as (ID, the row as header -> string JSON)."""
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header or "ID" not in [h.strip().upper() for h in header]:
+        header = next(reader, None) or []
+        names = [h.strip().upper() for h in header]
+        if "ID" not in names:
             raise NotAnExport(f"{path}: not a CarePay export (no ID column in its header {header})")
-        missing = set(COLUMNS[table]) - {h.strip().upper() for h in header} - {"TYPE"}
+        missing = set(COLUMNS[table]) - set(names) - {"TYPE"}
         if missing:
             raise NotAnExport(f"{path}: not a {table} export; it lacks {', '.join(sorted(missing))}")
-        at = [h.strip().upper() for h in header].index("ID")
+        at = names.index("ID")
         for row in reader:
             if row:
                 yield row[at].encode(), json.dumps(dict(zip(header, row, strict=False))).encode()

@@ -129,22 +129,25 @@ def with_mart_previews(context: dg.AssetExecutionContext, events: list) -> Itera
             yield event
 
 
+def model_nodes() -> list[dict[str, Any]]:
+    """Every dbt model of the manifest, as dbt describes it."""
+    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
+    return [n for n in nodes if n["resource_type"] == "model"]
+
+
 def mart_names() -> list[str]:
     """Every mart of the dbt project, by name."""
-    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
-    return sorted(n["name"] for n in nodes if n["resource_type"] == "model" and n["fqn"][1] == "marts")
+    return sorted(n["name"] for n in model_nodes() if n["fqn"][1] == "marts")
 
 
 def model_meta() -> dict[str, dict[str, Any]]:
     """Every dbt model's `meta`, by name."""
-    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
-    return {n["name"]: n.get("config", {}).get("meta", {}) for n in nodes if n["resource_type"] == "model"}
+    return {n["name"]: n.get("config", {}).get("meta", {}) for n in model_nodes()}
 
 
 def model_streams() -> dict[str, str]:
     """The stream (folder under the layer) of every dbt model, by name."""
-    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
-    return {n["name"]: n["fqn"][2] for n in nodes if n["resource_type"] == "model" and len(n["fqn"]) > 3}
+    return {n["name"]: n["fqn"][2] for n in model_nodes() if len(n["fqn"]) > 3}
 
 
 @dg.definitions
