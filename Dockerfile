@@ -7,7 +7,10 @@ ENV PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
     LAKEHOUSE_HOME=/lake
 
-RUN pip install --no-cache-dir uv
+# gcc builds the drain's small C reader (ingestion/_rdkafka_batches.c) when the project installs.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip install --no-cache-dir uv
 
 WORKDIR /app
 # Dependencies first, so a code change does not reinstall them.

@@ -36,7 +36,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from ingestion import lake  # noqa: E402
 from ingestion.config import export_for_subprocesses, settings  # noqa: E402
-from ingestion.parse import RawBatch, parse  # noqa: E402
+from ingestion.parse import parse  # noqa: E402
+from ingestion.records import RawBatch  # noqa: E402
 from ingestion.streams import cms  # noqa: E402
 
 FILE_ROWS = 250_000
@@ -49,14 +50,14 @@ def write_chunk(home: str, part: int, partition: int, start: int, rows: int) -> 
     records = list(islice(cms.synthetic(seed=0, part=part), rows))
     now = int(time.time() * 1000)
     year = [(cms.DATA_YEAR_HEADER, str(cms.SYNTHETIC_YEAR).encode())]
-    batch = RawBatch(
-        topic=cms.CONTRACT.topic,
-        partition=partition,
-        offsets=list(range(start, start + rows)),
-        timestamps=[now] * rows,
-        keys=[key for key, _ in records],
+    batch = RawBatch.of(
+        cms.CONTRACT.topic,
+        partition,
+        offsets=range(start, start + rows),
         values=[value for _, value in records],
-        headers_of=lambda _i: year,
+        keys=[key for key, _ in records],
+        timestamps=[now] * rows,
+        headers=dict.fromkeys(range(rows), year),
     )
     table = parse(batch, cms.CONTRACT, record_max_bytes=1 << 20).table
     day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))

@@ -8,27 +8,35 @@ committed offsets; it commits to Kafka afterwards only so that monitoring tools 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from ingestion import kafka, lake
+from ingestion.batch_consumer import PARTITION_EOF, BatchConsumer
 from ingestion.config import Settings
 from ingestion.config import settings as current_settings
 from ingestion.contracts import Contract
 from ingestion.failpoints import failpoint
-from ingestion.parse import RawBatch, event_dates, parse
+from ingestion.parse import Parsed, event_dates, parse
+from ingestion.records import RawBatch
 
 log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "lakehouse-drain"
+
+
+# librdkafka pauses fetching a partition for this long once its prefetch queue is full (default
+# 1 s). The queue fills whenever parsing falls behind for a moment; a second's pause each time
+# halved the drain's speed.
+_READER_SETTINGS = {"fetch.queue.backoff.ms": 20}
 
 
 class DrainStalled(RuntimeError):
@@ -126,7 +134,8 @@ class _Cursor:
     range: OffsetRange
     position: int
     batch_start: int
-    messages: list[Message] = field(default_factory=list)
+    runs: list[RawBatch] = field(default_factory=list)
+    records: int = 0
     size: int = 0
 
     @property
@@ -135,9 +144,9 @@ class _Cursor:
 
 
 def _read_ranges(
-    consumer: Consumer, topic: str, ranges: Sequence[OffsetRange], s: Settings, stall_timeout_s: float
-) -> Iterator[tuple[int, int, int, list[Message]]]:
-    """Yield (partition, start, end, messages) batches that tile every range exactly.
+    reader: BatchConsumer, topic: str, ranges: Sequence[OffsetRange], s: Settings, stall_timeout_s: float
+) -> Iterator[tuple[int, int, RawBatch]]:
+    """Yield (start, end, records) batches that tile every range exactly.
 
     All partitions are read at once, so the broker's fetches for them overlap. The records held
     across partitions stay within the batch bounds: when they are reached, the largest
@@ -146,77 +155,66 @@ def _read_ranges(
     cursors = {r.partition: _Cursor(r, r.start, r.start) for r in ranges if r.end > r.start}
     if not cursors:
         return
-    consumer.assign([TopicPartition(topic, r.partition, r.start) for r in ranges if r.partition in cursors])
+    reader.assign(topic, {p: c.range.start for p, c in cursors.items()})
     held_records = held_bytes = 0
     last_progress = time.monotonic()
+    finished: set[int] = set()
 
-    def cut(cursor: _Cursor, end: int) -> tuple[int, int, int, list[Message]]:
+    def cut(partition: int, cursor: _Cursor, end: int) -> tuple[int, int, RawBatch]:
         nonlocal held_records, held_bytes
-        batch = (cursor.range.partition, cursor.batch_start, end, cursor.messages)
-        held_records -= len(cursor.messages)
+        records = RawBatch.concat(cursor.runs) if cursor.runs else RawBatch.of(topic, partition, [], [])
+        batch = (cursor.batch_start, end, records)
+        held_records -= cursor.records
         held_bytes -= cursor.size
-        cursor.messages, cursor.size, cursor.batch_start = [], 0, end
+        cursor.runs, cursor.records, cursor.size, cursor.batch_start = [], 0, 0, end
         return batch
 
-    while any(not c.done for c in cursors.values()):
-        messages = consumer.consume(num_messages=min(s.batch_max_records, 10_000), timeout=0.5)
-        if not messages:
+    while len(finished) < len(cursors):
+        runs, events = reader.consume(topic, min(s.batch_max_records, 10_000), timeout_s=0.5)
+        if not runs and not events:
             if time.monotonic() - last_progress > stall_timeout_s:
                 behind = ", ".join(f"[{p}] at {c.position} of {c.range.end}" for p, c in cursors.items() if not c.done)
                 raise DrainStalled(f"{topic}: no data for {stall_timeout_s:.0f} s ({behind}); is the broker up?")
             continue
         last_progress = time.monotonic()
-        # Work per run of one partition's messages, not per message: this loop is the drain's hot path.
-        for partition, group in itertools.groupby(messages, key=Message.partition):
-            cursor = cursors.get(partition)
-            if cursor is None or cursor.done:
-                continue
-            taken, size = _take(cursor, list(group))
-            held_records += taken
-            held_bytes += size
-            if cursor.done:
-                consumer.pause([TopicPartition(topic, partition)])
-                yield cut(cursor, cursor.range.end)
+        for run in runs:
+            cursor = cursors.get(run.partition)
+            if cursor is not None and not cursor.done:
+                taken, size = _take(cursor, run)
+                held_records += taken
+                held_bytes += size
+        for event in events:
+            if event.code != PARTITION_EOF:
+                event.raise_error()
+            # Everything up to the end of the log has been read; offsets between the last record
+            # and the end are transaction markers or compacted away.
+            cursor = cursors.get(event.partition)
+            if cursor is not None:
+                cursor.position = max(cursor.position, min(event.offset, cursor.range.end))
+        for partition, cursor in cursors.items():
+            if cursor.done and partition not in finished:
+                finished.add(partition)
+                reader.pause(topic, [partition])
+                yield cut(partition, cursor, cursor.range.end)
         while held_records >= s.batch_max_records or held_bytes >= s.batch_max_bytes:
-            largest = max(cursors.values(), key=lambda c: (c.size, len(c.messages)))
-            yield cut(largest, largest.position)
+            partition, largest = max(cursors.items(), key=lambda item: (item[1].size, item[1].records))
+            yield cut(partition, largest, largest.position)
 
 
-def _take(cursor: _Cursor, run: list[Message]) -> tuple[int, int]:
-    """Add a run of one partition's messages to its batch; return the records and bytes taken."""
+def _take(cursor: _Cursor, run: RawBatch) -> tuple[int, int]:
+    """Add a run of one partition's records to its batch; return the records and bytes taken."""
     end = cursor.range.end
-    events = [m for m in run if m.error() is not None]
-    for event in events:
-        error = event.error()
-        if error.code() != KafkaError._PARTITION_EOF:
-            raise KafkaException(error)
-        # Everything up to the end of the log has been read; offsets between the last record
-        # and the end are transaction markers or compacted away.
-        cursor.position = max(cursor.position, min(event.offset(), end))
-    records = [m for m in run if m.error() is None] if events else run
-    if not records:
-        return 0, 0
-    if records[-1].offset() >= end:
-        records = [m for m in records if m.offset() < end]
+    if run.offsets[-1].as_py() >= end:
+        run = run.head(pc.sum(pc.less(run.offsets, end)).as_py())
         cursor.position = end
-    if records:
-        cursor.position = max(cursor.position, records[-1].offset() + 1)
-    size = sum(map(len, records))
-    cursor.messages.extend(records)
+    if not len(run):
+        return 0, 0
+    cursor.position = max(cursor.position, run.offsets[-1].as_py() + 1)
+    size = run.value_bytes
+    cursor.runs.append(run)
+    cursor.records += len(run)
     cursor.size += size
-    return len(records), size
-
-
-def _raw_batch(topic: str, partition: int, messages: list[Message]) -> RawBatch:
-    return RawBatch(
-        topic=topic,
-        partition=partition,
-        offsets=[m.offset() for m in messages],
-        timestamps=[m.timestamp()[1] for m in messages],
-        keys=[m.key() for m in messages],
-        values=[m.value() for m in messages],
-        headers_of=lambda i: messages[i].headers(),
-    )
+    return len(run), size
 
 
 def _write_batch(
@@ -249,40 +247,51 @@ def _drain_ranges(
     s: Settings,
     stall_timeout_s: float,
 ) -> list[PartitionReport]:
-    """Read batches on this thread while a writer thread parses, writes and commits the previous one.
+    """Read batch N+2 on this thread while one thread parses batch N+1 and another writes and commits batch N.
 
-    Parsing and writing release the GIL, so on two cores reading and writing overlap. At most one
-    batch waits for the writer, so memory stays bounded whatever the backlog; the writer commits
-    batches in the order they were read, so each partition's ledger stays contiguous.
+    Reading, parsing and writing all release the GIL, so the three overlap. At most two batches
+    wait behind the reader, so memory stays bounded whatever the backlog; batches are committed
+    in the order they were read, so each partition's ledger stays contiguous.
     """
     reports = {r.partition: PartitionReport(r.partition, r.start, r.end) for r in ranges}
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-writer") as writer:
-        in_flight: Future | None = None
-        for partition, start, end, messages in _read_ranges(consumer, contract.topic, ranges, s, stall_timeout_s):
-            raw = _raw_batch(contract.topic, partition, messages)
-            if in_flight is not None:
-                in_flight.result()
-            piece = OffsetRange(partition, start, end)
-            in_flight = writer.submit(_store_batch, consumer, ledger, contract, raw, piece, s, reports[partition])
-        if in_flight is not None:
-            in_flight.result()
+    if ranges:
+        with (
+            kafka.batch_consumer(CONSUMER_GROUP, **_READER_SETTINGS) as reader,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-parser") as parser,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-writer") as writer,
+        ):
+            in_flight: deque[Future] = deque()
+            for start, end, raw in _read_ranges(reader, contract.topic, ranges, s, stall_timeout_s):
+                if len(in_flight) == 2:
+                    in_flight.popleft().result()
+                piece = OffsetRange(raw.partition, start, end)
+                parsing = parser.submit(_parse_batch, contract, raw, s)
+                report = reports[raw.partition]
+                in_flight.append(writer.submit(_store_batch, consumer, ledger, contract, parsing, piece, s, report))
+            while in_flight:
+                in_flight.popleft().result()
     for report in reports.values():
         report.seconds = time.monotonic() - started
     return list(reports.values())
+
+
+def _parse_batch(contract: Contract, raw: RawBatch, s: Settings) -> tuple[Parsed, float]:
+    started = time.monotonic()
+    return parse(raw, contract, s.record_max_bytes), time.monotonic() - started
 
 
 def _store_batch(
     consumer: Consumer,
     ledger: lake.Ledger,
     contract: Contract,
-    raw: RawBatch,
+    parsing: Future[tuple[Parsed, float]],
     piece: OffsetRange,
     s: Settings,
     report: PartitionReport,
 ) -> None:
+    parsed, parse_seconds = parsing.result()
     batch_started = time.monotonic()
-    parsed = parse(raw, contract, s.record_max_bytes)
     failpoint("before-write")
     files, written = _write_batch(contract, parsed.table, parsed.quarantine, piece, s)
     failpoint("after-files")
@@ -296,7 +305,7 @@ def _store_batch(
         tombstones=parsed.tombstones,
         files=tuple(files),
         bytes=written,
-        seconds=time.monotonic() - batch_started,
+        seconds=parse_seconds + time.monotonic() - batch_started,
     )
     ledger.commit(batch)
     failpoint("after-commit")

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ingestion.batch_consumer import BatchConsumer
 from ingestion.config import settings
 
 _PASSTHROUGH_PREFIXES = ("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_")
@@ -89,21 +90,27 @@ def producer(**overrides: object) -> Producer:
     )
 
 
-def consumer(group_id: str, **overrides: object) -> Consumer:
-    return Consumer(
-        client_settings(
-            **{
-                "group.id": group_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                **overrides,
-            }
-        ),
-        logger=_CLIENT_LOG,
+def _consumer_settings(group_id: str, **overrides: object) -> dict[str, object]:
+    return client_settings(
+        **{
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            **overrides,
+        }
     )
+
+
+def consumer(group_id: str, **overrides: object) -> Consumer:
+    return Consumer(_consumer_settings(group_id, **overrides), logger=_CLIENT_LOG)
+
+
+def batch_consumer(group_id: str, **overrides: object) -> BatchConsumer:
+    """A consumer that reads records as Arrow columns (the drain's reader), with the same settings."""
+    return BatchConsumer(_consumer_settings(group_id, **overrides), _CLIENT_LOG)
 
 
 def wait_until_ready(timeout_s: float = 30.0) -> None:

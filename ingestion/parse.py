@@ -8,18 +8,15 @@ reason; the good records still go through the fast path in large pieces.
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from ingestion.contracts import Contract
-
-Headers = list[tuple[str, bytes | None]] | None
+from ingestion.records import RawBatch
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -36,22 +33,6 @@ QUARANTINE_SCHEMA = pa.schema(
 
 
 @dataclass
-class RawBatch:
-    """Messages of one topic partition, column by column."""
-
-    topic: str
-    partition: int
-    offsets: list[int]
-    timestamps: list[int]  # Kafka record timestamps, ms since the epoch
-    keys: list[bytes | None]
-    values: list[bytes | None]
-    headers_of: Callable[[int], Headers] = field(default=lambda _i: None)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
-@dataclass
 class Parsed:
     table: pa.Table  # good records and tombstones, contract columns first, then metadata columns
     quarantine: pa.Table  # QUARANTINE_SCHEMA
@@ -62,19 +43,37 @@ class Parsed:
         return self.table.num_rows
 
 
-def _read(values: Sequence[bytes], schema: pa.Schema) -> pa.Table:
-    joined = b"\n".join(values)
-    if joined.count(b"\n") != len(values) - 1 or b"\r" in joined:
-        # A pretty-printed record spans lines; outside strings a newline is plain JSON
-        # whitespace, and inside a string it is invalid JSON either way.
-        joined = b"\n".join(v.replace(b"\r", b" ").replace(b"\n", b" ") for v in values)
+def _lines(values: pa.BinaryArray) -> pa.Buffer:
+    """The values as newline-delimited text, joined in Arrow."""
+    one_list = pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
+    return pc.binary_join(one_list, b"\n").buffers()[2]
+
+
+# Blocks of a few MiB let the JSON reader parse a batch on all cores; a record must fit in one.
+_BLOCK_BYTES = 4 << 20
+
+
+def _read(values: pa.BinaryArray, schema: pa.Schema) -> pa.Table:
+    block_size = max(_BLOCK_BYTES, 2 * (pc.max(pc.binary_length(values)).as_py() or 0) + 2)
+    try:
+        return _read_lines(_lines(values), len(values), schema, block_size)
+    except (pa.ArrowInvalid, ValueError):
+        if not pc.any(pc.match_substring_regex(values, r"[\r\n]")).as_py():
+            raise
+    # A pretty-printed record spans lines: outside strings a newline is plain JSON whitespace,
+    # and inside a string it is invalid JSON either way.
+    flat = pc.replace_substring_regex(values, r"[\r\n]", " ")
+    return _read_lines(_lines(flat), len(values), schema, block_size)
+
+
+def _read_lines(lines: pa.Buffer, count: int, schema: pa.Schema, block_size: int) -> pa.Table:
     table = pj.read_json(
-        io.BytesIO(joined),
-        read_options=pj.ReadOptions(use_threads=True, block_size=max(1 << 20, min(len(joined) + 1, 64 << 20))),
+        pa.BufferReader(lines),
+        read_options=pj.ReadOptions(use_threads=True, block_size=block_size),
         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
     )
-    if table.num_rows != len(values):
-        raise ValueError(f"{len(values)} values gave {table.num_rows} rows")
+    if table.num_rows != count:
+        raise ValueError(f"{count} values gave {table.num_rows} rows")
     table.validate(full=True)  # the JSON reader lets invalid UTF-8 through into string columns
     return table
 
@@ -94,29 +93,33 @@ def _reason(value: bytes, error: Exception) -> str:
     return f"wrong type: {error}"
 
 
-def _parse_many(
-    values: list[bytes], indices: list[int], schema: pa.Schema, bad: dict[int, str]
-) -> list[tuple[list[int], pa.Table]]:
+Pieces = list[tuple[pa.Int64Array, pa.Table]]  # (positions in the batch, their rows)
+
+
+def _parse_many(values: pa.BinaryArray, indices: pa.Int64Array, schema: pa.Schema, bad: dict[int, str]) -> Pieces:
     """Parse values[indices]; on failure split in halves until each bad record stands alone."""
-    pieces: list[tuple[list[int], pa.Table]] = []
+    pieces: Pieces = []
     stack = [indices]
     while stack:
         part = stack.pop()
+        chosen = values if len(part) == len(values) else values.take(part)
         try:
-            pieces.append((part, _read([values[i] for i in part], schema)))
+            pieces.append((part, _read(chosen, schema)))
         except (pa.ArrowInvalid, UnicodeDecodeError, ValueError) as exc:
             if len(part) == 1:
-                bad[part[0]] = _reason(values[part[0]], exc)
+                bad[part[0].as_py()] = _reason(chosen[0].as_py(), exc)
             else:
                 middle = len(part) // 2
-                stack.extend((part[middle:], part[:middle]))
-    pieces.sort(key=lambda piece: piece[0][0])
+                stack.extend((part.slice(middle), part.slice(0, middle)))
+    pieces.sort(key=lambda piece: piece[0][0].as_py())
     return pieces
 
 
-def _metadata(batch: RawBatch, indices: list[int], tombstone: bool, contract: Contract) -> dict[str, pa.Array]:
-    take = pa.array(indices, pa.int64())
-    keys = pa.array(batch.keys, pa.binary()).take(take)
+def _metadata(batch: RawBatch, indices: pa.Int64Array, tombstone: bool, contract: Contract) -> dict[str, pa.Array]:
+    def chosen(array: pa.Array) -> pa.Array:
+        return array if len(indices) == len(batch) else array.take(indices)
+
+    keys = chosen(batch.keys)
     try:
         key_text = keys.cast(pa.string())
     except pa.ArrowInvalid:
@@ -127,13 +130,13 @@ def _metadata(batch: RawBatch, indices: list[int], tombstone: bool, contract: Co
     columns = {
         "_topic": pa.array([batch.topic] * n, pa.string()),
         "_partition": pa.array([batch.partition] * n, pa.int32()),
-        "_offset": pa.array(batch.offsets, pa.int64()).take(take),
-        "_timestamp": pa.array(batch.timestamps, pa.int64()).take(take).cast(pa.timestamp("ms", tz="UTC")),
+        "_offset": chosen(batch.offsets),
+        "_timestamp": chosen(batch.timestamps).cast(pa.timestamp("ms", tz="UTC")),
         "_key": key_text,
         "_tombstone": pa.array([tombstone] * n, pa.bool_()),
     }
     if contract.headers:
-        found = [dict(batch.headers_of(i) or ()) for i in indices]
+        found = [dict(batch.headers.get(i) or ()) for i in indices.to_pylist()]
         for name in contract.headers:
             values = [None if h.get(name) is None else h[name].decode("utf-8", "replace") for h in found]
             columns[Contract.header_column(name)] = pa.array(values, pa.string())
@@ -141,7 +144,7 @@ def _metadata(batch: RawBatch, indices: list[int], tombstone: bool, contract: Co
 
 
 def _with_metadata(
-    table: pa.Table, batch: RawBatch, indices: list[int], tombstone: bool, contract: Contract
+    table: pa.Table, batch: RawBatch, indices: pa.Int64Array, tombstone: bool, contract: Contract
 ) -> pa.Table:
     for name, column in _metadata(batch, indices, tombstone, contract).items():
         table = table.append_column(name, column)
@@ -149,17 +152,17 @@ def _with_metadata(
 
 
 def _quarantine(batch: RawBatch, bad: dict[int, str]) -> pa.Table:
-    order = sorted(bad)
+    order = pa.array(sorted(bad), pa.int64())
     return pa.table(
         {
-            "_topic": [batch.topic] * len(order),
-            "_partition": [batch.partition] * len(order),
-            "_offset": [batch.offsets[i] for i in order],
-            "_timestamp": [batch.timestamps[i] for i in order],
-            "_key": [batch.keys[i] for i in order],
-            "_value": [batch.values[i] for i in order],
-            "_headers": [[{"key": k, "value": v} for k, v in (batch.headers_of(i) or [])] or None for i in order],
-            "reason": [bad[i] for i in order],
+            "_topic": pa.array([batch.topic] * len(order), pa.string()),
+            "_partition": pa.array([batch.partition] * len(order), pa.int32()),
+            "_offset": batch.offsets.take(order),
+            "_timestamp": batch.timestamps.take(order).cast(pa.timestamp("ms", tz="UTC")),
+            "_key": batch.keys.take(order),
+            "_value": batch.values.take(order),
+            "_headers": [[{"key": k, "value": v} for k, v in batch.headers.get(i, [])] or None for i in sorted(bad)],
+            "reason": pa.array([bad[i] for i in sorted(bad)], pa.string()),
         },
         schema=QUARANTINE_SCHEMA,
     )
@@ -169,12 +172,12 @@ def _quarantine(batch: RawBatch, bad: dict[int, str]) -> pa.Table:
 RAW_JSON_SCHEMA = pa.schema([pa.field("_value", pa.string())])
 
 
-def _as_json_text(values: list[bytes], indices: list[int], bad: dict[int, str]) -> list[tuple[list[int], pa.Table]]:
+def _as_json_text(values: pa.BinaryArray, indices: pa.Int64Array, bad: dict[int, str]) -> Pieces:
     """Records kept as JSON text: only those that are not UTF-8 or not JSON are set aside."""
     kept, texts = [], []
-    for i in indices:
+    for i, value in zip(indices.to_pylist(), values.take(indices).to_pylist(), strict=True):
         try:
-            text = values[i].decode("utf-8")
+            text = value.decode("utf-8")
             json.loads(text)
         except UnicodeDecodeError as exc:
             bad[i] = f"not UTF-8: {exc.reason} at byte {exc.start}"
@@ -184,36 +187,46 @@ def _as_json_text(values: list[bytes], indices: list[int], bad: dict[int, str]) 
             continue
         kept.append(i)
         texts.append(text)
-    return [(kept, pa.table({"_value": pa.array(texts, pa.string())}))] if kept else []
+    return [(pa.array(kept, pa.int64()), pa.table({"_value": pa.array(texts, pa.string())}))] if kept else []
+
+
+def _set_aside(values: pa.BinaryArray, record_max_bytes: int, bad: dict[int, str]) -> pa.Int64Array:
+    """Positions of the values worth parsing; the empty and the oversized go to `bad` with their reason."""
+    lengths = pc.binary_length(values)
+    # Only a value whose first byte is whitespace can be blank: few enough to look at one by one.
+    maybe_blank = pc.is_in(pc.binary_slice(values, 0, 1), value_set=pa.array([b" ", b"\t", b"\n", b"\r"]))
+    suspects = pc.or_(pc.or_(pc.equal(lengths, 0), pc.greater(lengths, record_max_bytes)), maybe_blank)
+    for i in pc.indices_nonzero(pc.fill_null(suspects, False)).to_pylist():
+        value = values[i].as_py()
+        if len(value) > record_max_bytes:
+            bad[i] = f"over the size limit: {len(value)} bytes > {record_max_bytes}"
+        elif not value or value.isspace():
+            bad[i] = "empty value"
+    if not bad:
+        return pc.indices_nonzero(values.is_valid())
+    kept = pc.and_(values.is_valid(), pc.invert(pc.is_in(pa.array(range(len(values))), pa.array(list(bad)))))
+    return pc.indices_nonzero(kept)
 
 
 def parse(batch: RawBatch, contract: Contract, record_max_bytes: int) -> Parsed:
     values = batch.values
     schema = RAW_JSON_SCHEMA if contract.raw_json else contract.schema
-    candidates = [
-        i for i, v in enumerate(values) if v is not None and 0 < len(v) <= record_max_bytes and not v.isspace()
-    ]
-    tombstones = [i for i, v in enumerate(values) if v is None]
     bad: dict[int, str] = {}
-    if len(candidates) + len(tombstones) != len(values):
-        for i, v in enumerate(values):
-            if v is not None and len(v) > record_max_bytes:
-                bad[i] = f"over the size limit: {len(v)} bytes > {record_max_bytes}"
-            elif v is not None and (not v or v.isspace()):
-                bad[i] = "empty value"
+    candidates = _set_aside(values, record_max_bytes, bad)
+    tombstones = pc.indices_nonzero(values.is_null())
 
     tables: list[pa.Table] = []
-    if candidates:
+    if len(candidates):
         pieces = (
-            _as_json_text(values, candidates, bad)  # type: ignore[arg-type]
+            _as_json_text(values, candidates, bad)
             if contract.raw_json
-            else _parse_many(values, candidates, schema, bad)  # type: ignore[arg-type]
+            else _parse_many(values, candidates, schema, bad)
         )
         for indices, table in pieces:
             table, indices = _drop_missing_required(table, indices, contract, bad)
-            if indices:
+            if len(indices):
                 tables.append(_with_metadata(table, batch, indices, False, contract))
-    if tombstones:
+    if len(tombstones):
         empty = pa.table({f.name: pa.nulls(len(tombstones), f.type) for f in schema})
         tables.append(_with_metadata(empty, batch, tombstones, True, contract))
 
@@ -222,7 +235,8 @@ def parse(batch: RawBatch, contract: Contract, record_max_bytes: int) -> Parsed:
         if len(tables) > 1:
             table = table.sort_by("_offset")
     else:
-        table = _with_metadata(pa.table({f.name: pa.nulls(0, f.type) for f in schema}), batch, [], False, contract)
+        empty = pa.table({f.name: pa.nulls(0, f.type) for f in schema})
+        table = _with_metadata(empty, batch, pa.array([], pa.int64()), False, contract)
     return Parsed(table=table, quarantine=_quarantine(batch, bad), tombstones=len(tombstones))
 
 
@@ -259,8 +273,8 @@ def _as_text(column: pa.ChunkedArray) -> pa.Array:
 
 
 def _drop_missing_required(
-    table: pa.Table, indices: list[int], contract: Contract, bad: dict[int, str]
-) -> tuple[pa.Table, list[int]]:
+    table: pa.Table, indices: pa.Int64Array, contract: Contract, bad: dict[int, str]
+) -> tuple[pa.Table, pa.Int64Array]:
     if not contract.required:
         return table, indices
     masks = {name: pc.is_null(table[name]) for name in contract.required}
@@ -269,13 +283,11 @@ def _drop_missing_required(
         any_missing = pc.or_(any_missing, masks[name])
     if not pc.any(any_missing).as_py():
         return table, indices
-    flags = any_missing.to_pylist()
-    for row, missing in enumerate(flags):
-        if missing:
-            fields = [name for name in contract.required if masks[name][row].as_py()]
-            bad[indices[row]] = "required field missing: " + ", ".join(fields)
-    keep = [i for i, missing in zip(indices, flags, strict=True) if not missing]
-    return table.filter(pc.invert(any_missing)), keep
+    for row in pc.indices_nonzero(any_missing).to_pylist():
+        fields = [name for name in contract.required if masks[name][row].as_py()]
+        bad[indices[row].as_py()] = "required field missing: " + ", ".join(fields)
+    keep = pc.invert(any_missing)
+    return table.filter(keep), indices.filter(keep)
 
 
 def event_dates(table: pa.Table, contract: Contract) -> pa.Array:

@@ -6,7 +6,8 @@ import json
 
 import pyarrow as pa
 
-from ingestion.parse import QUARANTINE_SCHEMA, RawBatch, event_dates, parse
+from ingestion.parse import QUARANTINE_SCHEMA, event_dates, parse
+from ingestion.records import RawBatch
 from ingestion.streams.prices import CONTRACT
 
 GOOD = {"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 238.32}
@@ -14,14 +15,14 @@ GOOD = {"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 238.32}
 
 def batch(*values: bytes | None, start: int = 100) -> RawBatch:
     n = len(values)
-    return RawBatch(
-        topic="prices",
-        partition=2,
-        offsets=list(range(start, start + n)),
-        timestamps=[1_615_393_292_000 + i for i in range(n)],
+    return RawBatch.of(
+        "prices",
+        2,
+        offsets=range(start, start + n),
+        values=values,
         keys=[b"AAPL"] * n,
-        values=list(values),
-        headers_of=lambda i: [("trace", b"abc")],
+        timestamps=[1_615_393_292_000 + i for i in range(n)],
+        headers={i: [("trace", b"abc")] for i in range(n)},
     )
 
 
@@ -136,6 +137,6 @@ def test_a_contract_header_becomes_a_column():
     from ingestion.streams.cms import CONTRACT as CMS
 
     raw = batch(b'{"npi": "1003000126"}', b'{"npi": "1003000134"}')
-    raw.headers_of = lambda i: [("data_year", b"2017")] if i == 0 else None
+    raw.headers = {0: [("data_year", b"2017")]}
     parsed = parse(raw, CMS, record_max_bytes=1 << 20)
     assert parsed.table["_header_data_year"].to_pylist() == ["2017", None]
