@@ -54,6 +54,7 @@ static struct {
     int (*assign)(rd_kafka_t *, const rd_kafka_topic_partition_list_t *);
     int (*pause_partitions)(rd_kafka_t *, rd_kafka_topic_partition_list_t *);
     Py_ssize_t (*consume_batch_queue)(rd_kafka_queue_t *, int, rd_kafka_message_t **, size_t);
+    rd_kafka_message_t *(*consume_queue)(rd_kafka_queue_t *, int);
     void (*message_destroy)(rd_kafka_message_t *);
     int64_t (*message_timestamp)(const rd_kafka_message_t *, int *);
     int (*message_headers)(const rd_kafka_message_t *, rd_kafka_headers_t **);
@@ -94,6 +95,7 @@ static PyObject *load(PyObject *module, PyObject *arg) {
         {(void **)&rk.assign, "rd_kafka_assign"},
         {(void **)&rk.pause_partitions, "rd_kafka_pause_partitions"},
         {(void **)&rk.consume_batch_queue, "rd_kafka_consume_batch_queue"},
+        {(void **)&rk.consume_queue, "rd_kafka_consume_queue"},
         {(void **)&rk.message_destroy, "rd_kafka_message_destroy"},
         {(void **)&rk.message_timestamp, "rd_kafka_message_timestamp"},
         {(void **)&rk.message_headers, "rd_kafka_message_headers"},
@@ -343,8 +345,19 @@ static PyObject *reader_consume(Reader *self, PyObject *args) {
         goto done;
     }
 
+    /* What is queued now, else the first record to arrive within the timeout and what came with it.
+     * (A batch call with a timeout waits for a full batch: the last, short one of a drain would
+     * always cost the whole timeout.) */
     Py_BEGIN_ALLOW_THREADS
-    n = rk.consume_batch_queue(self->queue, timeout_ms, messages, (size_t)max_records);
+    n = rk.consume_batch_queue(self->queue, 0, messages, (size_t)max_records);
+    if (n == 0) {
+        rd_kafka_message_t *first = rk.consume_queue(self->queue, timeout_ms);
+        if (first != NULL) {
+            messages[0] = first;
+            n = rk.consume_batch_queue(self->queue, 0, messages + 1, (size_t)max_records - 1);
+            n = n < 0 ? 1 : n + 1;
+        }
+    }
     Py_END_ALLOW_THREADS
     if (n < 0) {
         n = 0;

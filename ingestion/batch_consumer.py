@@ -9,6 +9,7 @@ stays with confluent-kafka.
 from __future__ import annotations
 
 import ctypes.util
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -58,11 +59,9 @@ def _load_librdkafka() -> None:
 class BatchConsumer:
     def __init__(self, config: Mapping[str, object], logger: logging.Logger):
         _load_librdkafka()
-        self._logger = logger
-        self._reader = _rdkafka_batches.Reader({k: str(v) for k, v in config.items()}, log=self._log)
-
-    def _log(self, level: int, facility: str, message: str) -> None:
-        self._logger.log(_LEVELS.get(level, logging.INFO if level < 7 else logging.DEBUG), "%s: %s", facility, message)
+        # The log callable must not hold this object: the C reader holds it, and cannot break cycles.
+        log = functools.partial(_log, logger)
+        self._reader = _rdkafka_batches.Reader({k: str(v) for k, v in config.items()}, log=log)
 
     def assign(self, topic: str, starts: Mapping[int, int]) -> None:
         """Read these partitions from these offsets."""
@@ -85,6 +84,10 @@ class BatchConsumer:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _log(logger: logging.Logger, level: int, facility: str, message: str) -> None:
+    logger.log(_LEVELS.get(level, logging.INFO if level < 7 else logging.DEBUG), "%s: %s", facility, message)
 
 
 def _batch(

@@ -74,9 +74,7 @@ def write_pending(table: pa.Table, path: Path) -> int:
     # A column with many distinct values (ids, amounts) outgrows a 64 KiB dictionary at once and
     # is stored plain; the default 1 MiB limit kept building dictionaries for them: writes took a
     # third longer and files came out a quarter larger.
-    pq.write_table(
-        table, pending, compression="zstd", row_group_size=256 * 1024, dictionary_pagesize_limit=64 << 10
-    )
+    pq.write_table(table, pending, compression="zstd", row_group_size=256 * 1024, dictionary_pagesize_limit=64 << 10)
     fsync_file(pending)
     return pending.stat().st_size
 

@@ -92,6 +92,18 @@ def test_a_pretty_printed_record_spanning_lines_is_read_as_one_record():
     assert parsed.rows == 2 and parsed.quarantine.num_rows == 0
 
 
+def test_whitespace_around_a_record_is_json_whitespace_and_a_blank_record_is_empty():
+    parsed = parse(batch(b"  " + good() + b"\n", b" \t\r\n", good()), CONTRACT, record_max_bytes=500)
+    assert parsed.table["_offset"].to_pylist() == [100, 102]
+    assert parsed.quarantine["reason"].to_pylist() == ["empty value"]
+
+
+def test_a_record_larger_than_a_parse_block_is_read_whole():
+    big = good(symbol="A" * (5 << 20))
+    parsed = parse(batch(good(), big, good()), CONTRACT, record_max_bytes=8 << 20)
+    assert parsed.rows == 3 and len(parsed.table["symbol"][1].as_py()) == 5 << 20
+
+
 def test_a_new_field_is_kept_and_a_missing_optional_field_is_null():
     parsed = parse(batch(good(venue="XNAS")), CONTRACT, record_max_bytes=500)
     assert parsed.table["venue"].to_pylist() == ["XNAS"]
