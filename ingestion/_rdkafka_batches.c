@@ -51,7 +51,7 @@ static struct {
     void *(*list_add)(rd_kafka_topic_partition_list_t *, const char *, int32_t);
     int (*list_set_offset)(rd_kafka_topic_partition_list_t *, const char *, int32_t, int64_t);
     void (*list_destroy)(rd_kafka_topic_partition_list_t *);
-    int (*assign)(rd_kafka_t *, const rd_kafka_topic_partition_list_t *);
+    int (*assign)(rd_kafka_t *, rd_kafka_topic_partition_list_t *);  /* const in rdkafka.h */
     int (*pause_partitions)(rd_kafka_t *, rd_kafka_topic_partition_list_t *);
     Py_ssize_t (*consume_batch_queue)(rd_kafka_queue_t *, int, rd_kafka_message_t **, size_t);
     rd_kafka_message_t *(*consume_queue)(rd_kafka_queue_t *, int);
@@ -246,7 +246,9 @@ static PyObject *kafka_error(int err) {
     return PyErr_Format(PyExc_RuntimeError, "%s", rk.err2str(err));
 }
 
-static PyObject *reader_assign(Reader *self, PyObject *args) {
+/* Call `action` (assign, pause) with the (topic, [(partition, offset)]) of args, without the GIL. */
+static PyObject *on_partitions(
+    Reader *self, PyObject *args, int (*action)(rd_kafka_t *, rd_kafka_topic_partition_list_t *)) {
     const char *topic;
     PyObject *items;
     if (!PyArg_ParseTuple(args, "sO", &topic, &items) || check_open(self) < 0)
@@ -256,7 +258,7 @@ static PyObject *reader_assign(Reader *self, PyObject *args) {
         return NULL;
     int err;
     Py_BEGIN_ALLOW_THREADS
-    err = rk.assign(self->rk, list);
+    err = action(self->rk, list);
     Py_END_ALLOW_THREADS
     rk.list_destroy(list);
     if (err)
@@ -264,22 +266,12 @@ static PyObject *reader_assign(Reader *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *reader_assign(Reader *self, PyObject *args) {
+    return on_partitions(self, args, rk.assign);
+}
+
 static PyObject *reader_pause(Reader *self, PyObject *args) {
-    const char *topic;
-    PyObject *items;
-    if (!PyArg_ParseTuple(args, "sO", &topic, &items) || check_open(self) < 0)
-        return NULL;
-    rd_kafka_topic_partition_list_t *list = partition_list(topic, items);
-    if (list == NULL)
-        return NULL;
-    int err;
-    Py_BEGIN_ALLOW_THREADS
-    err = rk.pause_partitions(self->rk, list);
-    Py_END_ALLOW_THREADS
-    rk.list_destroy(list);
-    if (err)
-        return kafka_error(err);
-    Py_RETURN_NONE;
+    return on_partitions(self, args, rk.pause_partitions);
 }
 
 /* One partition's records of a consume call, as the buffers of Arrow arrays. */
