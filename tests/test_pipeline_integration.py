@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ingestion.config import settings
+from ingestion.drain import drain
 from ingestion.produce import produce
 from ingestion.streams import prices
 from orchestration.dagster_home import prepare_instance
@@ -133,3 +134,24 @@ def test_an_invalid_price_fails_the_gate_and_blocks_the_marts_now_and_later(pipe
 
     automation = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert all(automation.get_num_requested(key) == 0 for key in MARTS)
+
+
+def test_a_build_started_between_a_drain_and_its_gate_reads_only_rows_the_gate_passed(pipeline):
+    defs, instance = pipeline
+    produce(prices.CONTRACT, prices.ticks(seed=5), count=400, progress=False)
+    assert run(defs, instance, tick(defs, instance)).success
+    before = warehouse("select * from prices_symbol_stats order by symbol")
+
+    # A drain commits a bad tick and good ones; before its gate runs, another run builds the models.
+    bad = json.dumps({"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": -5.0}).encode()
+    produce(prices.CONTRACT, iter([(b"AAPL", bad)]), progress=False)
+    produce(prices.CONTRACT, prices.ticks(seed=6), count=100, progress=False)
+    drain(prices.CONTRACT)
+    from orchestration.defs.dbt import dbt_resource
+
+    invocation = dbt_resource().cli(["build", "--select", "source:raw.prices+"], raise_on_error=False)
+    invocation.wait()
+
+    assert invocation.is_successful()
+    assert warehouse("select count(*) as n from stg_prices__ticks")["n"][0] == 400
+    pd.testing.assert_frame_equal(warehouse("select * from prices_symbol_stats order by symbol"), before)

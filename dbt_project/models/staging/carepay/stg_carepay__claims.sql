@@ -2,7 +2,7 @@ with
 
 texts as (
 
-{{ exported_rows(raw_or_empty(source('raw', 'carepay_claims')), ['ID', 'STATUS', 'TYPE', 'DATE_CREATED', 'DATE_MODIFIED', 'TREATMENT_ID', 'PROGRAM_ID', 'AMOUNT', 'CURRENCY']) }}
+{{ exported_rows(raw_source('carepay_claims'), ['ID', 'STATUS', 'TYPE', 'DATE_CREATED', 'DATE_MODIFIED', 'TREATMENT_ID', 'PROGRAM_ID', 'AMOUNT', 'CURRENCY']) }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 texts as (
 
-{{ exported_rows(raw_or_empty(source('raw', 'carepay_invoice_items')), ['ID', 'STATUS', 'DATE_CREATED', 'INVOICE_ID', 'PRODUCT_ID', 'CURRENCY', 'AMOUNT']) }}
+{{ exported_rows(raw_source('carepay_invoice_items'), ['ID', 'STATUS', 'DATE_CREATED', 'INVOICE_ID', 'PRODUCT_ID', 'CURRENCY', 'AMOUNT']) }}
 
 ),
 

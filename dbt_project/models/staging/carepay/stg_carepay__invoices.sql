@@ -2,7 +2,7 @@ with
 
 texts as (
 
-{{ exported_rows(raw_or_empty(source('raw', 'carepay_invoices')), ['ID', 'STATUS', 'DATE_CREATED', 'TREATMENT_ID']) }}
+{{ exported_rows(raw_source('carepay_invoices'), ['ID', 'STATUS', 'DATE_CREATED', 'TREATMENT_ID']) }}
 
 ),
 

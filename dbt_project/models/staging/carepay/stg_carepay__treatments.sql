@@ -2,7 +2,7 @@ with
 
 texts as (
 
-{{ exported_rows(raw_or_empty(source('raw', 'carepay_treatments')), ['ID', 'STATUS', 'TYPE', 'DATE_CREATED', 'DATE_MODIFIED', 'DATE_SUBMITTED', 'DATE_TREATMENT', 'PROVIDER_ID', 'PROGRAM_ID']) }}
+{{ exported_rows(raw_source('carepay_treatments'), ['ID', 'STATUS', 'TYPE', 'DATE_CREATED', 'DATE_MODIFIED', 'DATE_SUBMITTED', 'DATE_TREATMENT', 'PROVIDER_ID', 'PROGRAM_ID']) }}
 
 ),
 

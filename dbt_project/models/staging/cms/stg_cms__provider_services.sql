@@ -1,4 +1,4 @@
-{%- set raw = raw_or_empty(source('raw', 'cms_provider_services')) -%}
+{%- set raw = raw_source('cms_provider_services') -%}
 {%- set columns = relation_columns(raw) -%}
 
 with

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'office_claims') }}
+    select * from {{ raw_source('office_claims') }}
     where not coalesce(_tombstone, false)
 
 ),

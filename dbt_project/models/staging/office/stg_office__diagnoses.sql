@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'office_diagnoses') }}
+    select * from {{ raw_source('office_diagnoses') }}
     where not coalesce(_tombstone, false)
 
 ),

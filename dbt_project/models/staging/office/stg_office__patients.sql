@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'office_patients') }}
+    select * from {{ raw_source('office_patients') }}
     where not coalesce(_tombstone, false)
 
 ),

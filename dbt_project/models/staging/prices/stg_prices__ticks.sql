@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'prices') }}
+    select * from {{ raw_source('prices') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'redis_server') }}
+    select * from {{ raw_source('redis_server') }}
     where not coalesce(_tombstone, false)
 
 ),

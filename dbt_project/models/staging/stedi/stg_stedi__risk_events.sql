@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'stedi_events') }}
+    select * from {{ raw_source('stedi_events') }}
     where not coalesce(_tombstone, false)
 
 ),

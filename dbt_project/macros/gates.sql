@@ -1,0 +1,40 @@
+{#
+  What staging reads of a raw topic: only the rows its quality gates have passed. Each gate
+  keeps, per partition, the offset up to which the topic's rows passed its suite
+  (`LAKEHOUSE_HOME/gates/<topic>/<suite>.json`, see expectations/gate.py). Rows drained after
+  the gates last ran wait for the next run of the gates, whoever starts the build, so a row
+  never reaches a mart unvalidated. The marks are read when the model is compiled and written
+  in as literals, like `offsets_past`.
+#}
+
+{#- The raw table `table` (a source of `raw`) as a subquery of the rows its gates passed. -#}
+{% macro raw_source(table) %}
+  {%- set relation = raw_or_empty(source('raw', table)) -%}
+  {{ return("(select * from " ~ relation ~ " where " ~ passed_gates(table) ~ ")") }}
+{% endmacro %}
+
+
+{#- A filter on _partition and _offset: below every gate's mark; `true` for a topic without gates. -#}
+{% macro passed_gates(table) %}
+  {%- set gates = var('raw_gates').get(table) -%}
+  {%- if not execute or not gates -%}
+    {{ return('true') }}
+  {%- endif -%}
+  {%- set marks = [] -%}
+  {%- for suite in gates.suites -%}
+    {%- set path = env_var('LAKEHOUSE_HOME', '../data_lake') ~ '/gates/' ~ gates.topic ~ '/' ~ suite ~ '.json' -%}
+    {%- if run_query("select count(*) from glob('" ~ path ~ "')").columns[0].values()[0] == 0 -%}
+      {{ return('false') }}
+    {%- endif -%}
+    {%- do marks.append(fromjson(run_query("select content from read_text('" ~ path ~ "')").columns[0].values()[0])) -%}
+  {%- endfor -%}
+  {%- set below = [] -%}
+  {%- for partition, until in marks[0].items() -%}
+    {%- set ns = namespace(until=until) -%}
+    {%- for mark in marks[1:] -%}
+      {%- set ns.until = [ns.until, mark.get(partition, 0)] | min -%}
+    {%- endfor -%}
+    {%- do below.append('(_partition = ' ~ partition ~ ' and _offset < ' ~ ns.until ~ ')') -%}
+  {%- endfor -%}
+  {{ return('(' ~ (below | join(' or ') or 'false') ~ ')') }}
+{% endmacro %}
