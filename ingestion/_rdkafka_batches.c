@@ -274,50 +274,86 @@ static PyObject *reader_pause(Reader *self, PyObject *args) {
     return on_partitions(self, args, rk.pause_partitions);
 }
 
-/* One partition's records of a consume call, as the buffers of Arrow arrays. */
+/* An Arrow binary column being built: int32 offsets, data and a validity bitmap, in bytes objects. */
+typedef struct {
+    Py_ssize_t bytes, nulls;
+    PyObject *offsets, *data, *valid;
+} Binary;
+
+/* Allocate for `count` items of b->bytes bytes in all (counted beforehand); then set them in order. */
+static int binary_allocate(Binary *b, Py_ssize_t count) {
+    if (b->bytes > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "over 2 GiB of records in one consume call");
+        return -1;
+    }
+    Py_ssize_t bitmap = (count + 7) / 8;
+    b->offsets = PyBytes_FromStringAndSize(NULL, (count + 1) * 4);
+    b->data = PyBytes_FromStringAndSize(NULL, b->bytes);
+    b->valid = PyBytes_FromStringAndSize(NULL, bitmap);
+    if (!b->offsets || !b->data || !b->valid)
+        return -1;
+    memset(PyBytes_AS_STRING(b->valid), 0, bitmap);
+    ((int32_t *)PyBytes_AS_STRING(b->offsets))[0] = 0;
+    b->bytes = b->nulls = 0;
+    return 0;
+}
+
+/* Item j (set in order) is `size` bytes at `data`, or null. Touches only memory nothing else sees: no GIL needed. */
+static void binary_set(Binary *b, Py_ssize_t j, const void *data, size_t size) {
+    if (data) {
+        memcpy(PyBytes_AS_STRING(b->data) + b->bytes, data, size);
+        b->bytes += (Py_ssize_t)size;
+        PyBytes_AS_STRING(b->valid)[j / 8] |= (char)(1 << (j % 8));
+    } else {
+        b->nulls++;
+    }
+    ((int32_t *)PyBytes_AS_STRING(b->offsets))[j + 1] = (int32_t)b->bytes;
+}
+
+static void binary_clear(Binary *b) {
+    Py_CLEAR(b->offsets);
+    Py_CLEAR(b->data);
+    Py_CLEAR(b->valid);
+}
+
+/* One partition's records of a consume call, and their headers, as the buffers of Arrow arrays. */
 typedef struct {
     int32_t partition;
-    Py_ssize_t count, key_bytes, value_bytes, key_nulls, value_nulls, with_headers;
-    PyObject *offsets, *timestamps, *key_offsets, *key_data, *key_valid, *value_offsets, *value_data, *value_valid;
+    Py_ssize_t count, header_count;
+    PyObject *offsets, *timestamps, *header_records;
+    Binary keys, values, header_keys, header_values;
 } Run;
 
 static void run_clear(Run *run) {
     Py_CLEAR(run->offsets);
     Py_CLEAR(run->timestamps);
-    Py_CLEAR(run->key_offsets);
-    Py_CLEAR(run->key_data);
-    Py_CLEAR(run->key_valid);
-    Py_CLEAR(run->value_offsets);
-    Py_CLEAR(run->value_data);
-    Py_CLEAR(run->value_valid);
+    Py_CLEAR(run->header_records);
+    binary_clear(&run->keys);
+    binary_clear(&run->values);
+    binary_clear(&run->header_keys);
+    binary_clear(&run->header_values);
 }
 
 static int run_allocate(Run *run) {
-    Py_ssize_t n = run->count, bitmap = (n + 7) / 8;
-    if (run->key_bytes > INT32_MAX || run->value_bytes > INT32_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "over 2 GiB of records in one consume call");
+    run->offsets = PyBytes_FromStringAndSize(NULL, run->count * 8);
+    run->timestamps = PyBytes_FromStringAndSize(NULL, run->count * 8);
+    run->header_records = PyBytes_FromStringAndSize(NULL, run->header_count * 4);
+    if (!run->offsets || !run->timestamps || !run->header_records)
         return -1;
-    }
-    run->offsets = PyBytes_FromStringAndSize(NULL, n * 8);
-    run->timestamps = PyBytes_FromStringAndSize(NULL, n * 8);
-    run->key_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4);
-    run->key_data = PyBytes_FromStringAndSize(NULL, run->key_bytes);
-    run->key_valid = PyBytes_FromStringAndSize(NULL, bitmap);
-    run->value_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4);
-    run->value_data = PyBytes_FromStringAndSize(NULL, run->value_bytes);
-    run->value_valid = PyBytes_FromStringAndSize(NULL, bitmap);
-    if (!run->offsets || !run->timestamps || !run->key_offsets || !run->key_data || !run->key_valid ||
-        !run->value_offsets || !run->value_data || !run->value_valid)
+    if (binary_allocate(&run->keys, run->count) < 0 || binary_allocate(&run->values, run->count) < 0 ||
+        binary_allocate(&run->header_keys, run->header_count) < 0 ||
+        binary_allocate(&run->header_values, run->header_count) < 0)
         return -1;
-    memset(PyBytes_AS_STRING(run->key_valid), 0, bitmap);
-    memset(PyBytes_AS_STRING(run->value_valid), 0, bitmap);
+    run->count = run->header_count = 0;
     return 0;
 }
 
 /* consume(max_records, timeout_ms) -> (runs, events)
- *   runs: [(partition, count, offsets, timestamps, key_offsets, key_data, key_valid, key_nulls,
- *           value_offsets, value_data, value_valid, value_nulls, headers)], in order of first record
- *         headers: {index in run: [(name, value or None)]} for records that carry any
+ *   runs: [(partition, count, offsets, timestamps, keys, values,
+ *           header_count, header_records, header_keys, header_values)], in order of first record;
+ *         offsets and timestamps are int64 buffers; keys, values, header_keys and header_values are
+ *         binary columns (offsets, data, validity, null count); header_records (int32) says whose
+ *         header each header row is, by position in the run
  *   events: [(partition, offset, error code, text)], e.g. the end of a partition (-191)
  */
 static PyObject *reader_consume(Reader *self, PyObject *args) {
@@ -329,18 +365,18 @@ static PyObject *reader_consume(Reader *self, PyObject *args) {
     rd_kafka_message_t **messages = PyMem_RawMalloc(sizeof(*messages) * (size_t)max_records);
     int *run_of = PyMem_RawMalloc(sizeof(int) * (size_t)max_records);
     rd_kafka_headers_t **headers = PyMem_RawCalloc((size_t)max_records, sizeof(*headers));
-    Run *runs = NULL;
+    Run *runs = PyMem_RawCalloc((size_t)max_records, sizeof(Run));
     PyObject *result = NULL, *run_list = NULL, *events = NULL;
     Py_ssize_t n = 0, nruns = 0;
-    if (!messages || !run_of || !headers) {
+    if (!messages || !run_of || !headers || !runs) {
         PyErr_NoMemory();
         goto done;
     }
 
+    Py_BEGIN_ALLOW_THREADS
     /* What is queued now, else the first record to arrive within the timeout and what came with it.
      * (A batch call with a timeout waits for a full batch: the last, short one of a drain would
      * always cost the whole timeout.) */
-    Py_BEGIN_ALLOW_THREADS
     n = rk.consume_batch_queue(self->queue, 0, messages, (size_t)max_records);
     if (n == 0) {
         rd_kafka_message_t *first = rk.consume_queue(self->queue, timeout_ms);
@@ -350,19 +386,7 @@ static PyObject *reader_consume(Reader *self, PyObject *args) {
             n = n < 0 ? 1 : n + 1;
         }
     }
-    Py_END_ALLOW_THREADS
-    if (n < 0) {
-        n = 0;
-        kafka_error(rk.last_error());
-        goto done;
-    }
-
-    /* Pass 1: which run each record belongs to, and the sizes of its buffers. Partitions are few. */
-    runs = PyMem_RawCalloc((size_t)(n > 0 ? n : 1), sizeof(Run));
-    if (runs == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    /* Pass 1: which run each record belongs to (partitions are few), and the sizes of the buffers. */
     for (Py_ssize_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = messages[i];
         if (m->err) {
@@ -375,9 +399,30 @@ static PyObject *reader_consume(Reader *self, PyObject *args) {
         if (r == nruns)
             runs[nruns++].partition = m->partition;
         run_of[i] = r;
-        runs[r].count++;
-        runs[r].key_bytes += m->key ? (Py_ssize_t)m->key_len : 0;
-        runs[r].value_bytes += m->payload ? (Py_ssize_t)m->len : 0;
+        Run *run = &runs[r];
+        run->count++;
+        run->keys.bytes += m->key ? (Py_ssize_t)m->key_len : 0;
+        run->values.bytes += m->payload ? (Py_ssize_t)m->len : 0;
+        if (rk.message_headers(m, &headers[i]) != 0) {
+            headers[i] = NULL;
+            continue;
+        }
+        size_t count = rk.header_cnt(headers[i]);
+        for (size_t h = 0; h < count; h++) {
+            const char *name;
+            const void *value;
+            size_t size;
+            rk.header_get_all(headers[i], h, &name, &value, &size);
+            run->header_count++;
+            run->header_keys.bytes += (Py_ssize_t)strlen(name);
+            run->header_values.bytes += value ? (Py_ssize_t)size : 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        n = 0;
+        kafka_error(rk.last_error());
+        goto done;
     }
     for (Py_ssize_t r = 0; r < nruns; r++)
         if (run_allocate(&runs[r]) < 0)
@@ -385,11 +430,6 @@ static PyObject *reader_consume(Reader *self, PyObject *args) {
 
     /* Pass 2: fill the buffers, which nothing else sees yet, without the GIL. */
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t r = 0; r < nruns; r++) {
-        runs[r].count = runs[r].key_bytes = runs[r].value_bytes = 0;
-        ((int32_t *)PyBytes_AS_STRING(runs[r].key_offsets))[0] = 0;
-        ((int32_t *)PyBytes_AS_STRING(runs[r].value_offsets))[0] = 0;
-    }
     for (Py_ssize_t i = 0; i < n; i++) {
         if (run_of[i] < 0)
             continue;
@@ -399,92 +439,53 @@ static PyObject *reader_consume(Reader *self, PyObject *args) {
         int kind;
         ((int64_t *)PyBytes_AS_STRING(run->offsets))[j] = m->offset;
         ((int64_t *)PyBytes_AS_STRING(run->timestamps))[j] = rk.message_timestamp(m, &kind);
-        if (m->key) {
-            memcpy(PyBytes_AS_STRING(run->key_data) + run->key_bytes, m->key, m->key_len);
-            run->key_bytes += (Py_ssize_t)m->key_len;
-            PyBytes_AS_STRING(run->key_valid)[j / 8] |= (char)(1 << (j % 8));
-        } else {
-            run->key_nulls++;
-        }
-        ((int32_t *)PyBytes_AS_STRING(run->key_offsets))[j + 1] = (int32_t)run->key_bytes;
-        if (m->payload) {
-            memcpy(PyBytes_AS_STRING(run->value_data) + run->value_bytes, m->payload, m->len);
-            run->value_bytes += (Py_ssize_t)m->len;
-            PyBytes_AS_STRING(run->value_valid)[j / 8] |= (char)(1 << (j % 8));
-        } else {
-            run->value_nulls++;
-        }
-        ((int32_t *)PyBytes_AS_STRING(run->value_offsets))[j + 1] = (int32_t)run->value_bytes;
-        if (rk.message_headers(m, &headers[i]) == 0 && rk.header_cnt(headers[i]) > 0)
-            run->with_headers++;
-        else
-            headers[i] = NULL;
-    }
-    Py_END_ALLOW_THREADS
-
-    /* Pass 3: the few Python objects: one tuple per run, headers where records carry them, events. */
-    run_list = PyList_New(0);
-    events = PyList_New(0);
-    if (!run_list || !events)
-        goto done;
-    PyObject **header_maps = PyMem_RawCalloc((size_t)(nruns > 0 ? nruns : 1), sizeof(PyObject *));
-    if (header_maps == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    int failed = 0;
-    for (Py_ssize_t r = 0; r < nruns && !failed; r++) {
-        header_maps[r] = PyDict_New();
-        failed = header_maps[r] == NULL;
-        runs[r].count = 0;
-    }
-    for (Py_ssize_t i = 0; i < n && !failed; i++) {
-        rd_kafka_message_t *m = messages[i];
-        if (run_of[i] < 0) {
-            PyObject *event = Py_BuildValue(
-                "(iLis)", m->partition, (long long)m->offset, m->err, rk.err2str(m->err));
-            failed = event == NULL || PyList_Append(events, event) < 0;
-            Py_XDECREF(event);
-            continue;
-        }
-        Py_ssize_t j = runs[run_of[i]].count++;
-        if (headers[i] == NULL)
-            continue;
-        size_t count = rk.header_cnt(headers[i]);
-        PyObject *pairs = PyList_New((Py_ssize_t)count);
-        failed = pairs == NULL;
-        for (size_t h = 0; h < count && !failed; h++) {
+        binary_set(&run->keys, j, m->key, m->key_len);
+        binary_set(&run->values, j, m->payload, m->len);
+        size_t count = headers[i] ? rk.header_cnt(headers[i]) : 0;
+        for (size_t h = 0; h < count; h++) {
             const char *name;
             const void *value;
             size_t size;
             rk.header_get_all(headers[i], h, &name, &value, &size);
-            PyObject *pair = value ? Py_BuildValue("(sy#)", name, (const char *)value, (Py_ssize_t)size)
-                                   : Py_BuildValue("(sO)", name, Py_None);
-            failed = pair == NULL;
-            if (pair)
-                PyList_SET_ITEM(pairs, (Py_ssize_t)h, pair);
+            Py_ssize_t k = run->header_count++;
+            ((int32_t *)PyBytes_AS_STRING(run->header_records))[k] = (int32_t)j;
+            binary_set(&run->header_keys, k, name, strlen(name));
+            binary_set(&run->header_values, k, value, size);
         }
-        if (!failed) {
-            PyObject *index = PyLong_FromSsize_t(j);
-            failed = index == NULL || PyDict_SetItem(header_maps[run_of[i]], index, pairs) < 0;
-            Py_XDECREF(index);
-        }
-        Py_XDECREF(pairs);
     }
-    for (Py_ssize_t r = 0; r < nruns && !failed; r++) {
+    Py_END_ALLOW_THREADS
+
+    /* Pass 3: the few Python objects: a tuple per run, and the events. */
+    run_list = PyList_New(0);
+    events = PyList_New(0);
+    if (!run_list || !events)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        rd_kafka_message_t *m = messages[i];
+        if (run_of[i] >= 0)
+            continue;
+        PyObject *event = Py_BuildValue("(iLis)", m->partition, (long long)m->offset, m->err, rk.err2str(m->err));
+        if (event == NULL || PyList_Append(events, event) < 0) {
+            Py_XDECREF(event);
+            goto done;
+        }
+        Py_DECREF(event);
+    }
+    for (Py_ssize_t r = 0; r < nruns; r++) {
         Run *run = &runs[r];
+        Binary *b[] = {&run->keys, &run->values, &run->header_keys, &run->header_values};
         PyObject *item = Py_BuildValue(
-            "(inOOOOOnOOOnO)", run->partition, run->count, run->offsets, run->timestamps, run->key_offsets,
-            run->key_data, run->key_valid, run->key_nulls, run->value_offsets, run->value_data, run->value_valid,
-            run->value_nulls, header_maps[r]);
-        failed = item == NULL || PyList_Append(run_list, item) < 0;
-        Py_XDECREF(item);
+            "(inOO(OOOn)(OOOn)nO(OOOn)(OOOn))", run->partition, run->count, run->offsets, run->timestamps,
+            b[0]->offsets, b[0]->data, b[0]->valid, b[0]->nulls, b[1]->offsets, b[1]->data, b[1]->valid, b[1]->nulls,
+            run->header_count, run->header_records, b[2]->offsets, b[2]->data, b[2]->valid, b[2]->nulls,
+            b[3]->offsets, b[3]->data, b[3]->valid, b[3]->nulls);
+        if (item == NULL || PyList_Append(run_list, item) < 0) {
+            Py_XDECREF(item);
+            goto done;
+        }
+        Py_DECREF(item);
     }
-    for (Py_ssize_t r = 0; r < nruns; r++)
-        Py_XDECREF(header_maps[r]);
-    PyMem_RawFree(header_maps);
-    if (!failed)
-        result = PyTuple_Pack(2, run_list, events);
+    result = PyTuple_Pack(2, run_list, events);
 
 done:
     Py_XDECREF(run_list);
@@ -492,11 +493,11 @@ done:
     if (runs != NULL)
         for (Py_ssize_t r = 0; r < nruns; r++)
             run_clear(&runs[r]);
-    PyMem_RawFree(runs);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++)
         rk.message_destroy(messages[i]);
     Py_END_ALLOW_THREADS
+    PyMem_RawFree(runs);
     PyMem_RawFree(messages);
     PyMem_RawFree(run_of);
     PyMem_RawFree(headers);

@@ -21,7 +21,7 @@ import pyarrow as pa
 from confluent_kafka import KafkaError, KafkaException
 
 from ingestion import _rdkafka_batches
-from ingestion.records import RawBatch
+from ingestion.records import HEADERS_SCHEMA, RawBatch
 
 PARTITION_EOF = KafkaError._PARTITION_EOF
 _OFFSET_UNSET = -1001  # RD_KAFKA_OFFSET_INVALID: a pause names partitions, not offsets
@@ -90,33 +90,44 @@ def _log(logger: logging.Logger, level: int, facility: str, message: str) -> Non
     logger.log(_LEVELS.get(level, logging.INFO if level < 7 else logging.DEBUG), "%s: %s", facility, message)
 
 
+Column = tuple[bytes, bytes, bytes, int]  # a binary column's offsets, data, validity and null count
+
+
+def _binary(count: int, column: Column) -> pa.BinaryArray:
+    offsets, data, valid, nulls = column
+    validity = pa.py_buffer(valid) if nulls else None
+    return pa.Array.from_buffers(
+        pa.binary(), count, [validity, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls
+    )
+
+
 def _batch(
     topic: str,
     partition: int,
     count: int,
     offsets: bytes,
     timestamps: bytes,
-    key_offsets: bytes,
-    key_data: bytes,
-    key_valid: bytes,
-    key_nulls: int,
-    value_offsets: bytes,
-    value_data: bytes,
-    value_valid: bytes,
-    value_nulls: int,
-    headers: dict,
+    keys: Column,
+    values: Column,
+    header_count: int,
+    header_records: bytes,
+    header_keys: Column,
+    header_values: Column,
 ) -> RawBatch:
-    def binary(valid: bytes, nulls: int, offsets: bytes, data: bytes) -> pa.BinaryArray:
-        validity = pa.py_buffer(valid) if nulls else None
-        buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(data)]
-        return pa.Array.from_buffers(pa.binary(), count, buffers, null_count=nulls)
-
+    headers = pa.Table.from_arrays(
+        [
+            pa.Array.from_buffers(pa.int32(), header_count, [None, pa.py_buffer(header_records)]),
+            _binary(header_count, header_keys),
+            _binary(header_count, header_values),
+        ],
+        schema=HEADERS_SCHEMA,
+    )
     return RawBatch(
         topic=topic,
         partition=partition,
         offsets=pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(offsets)]),
         timestamps=pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(timestamps)]),
-        keys=binary(key_valid, key_nulls, key_offsets, key_data),
-        values=binary(value_valid, value_nulls, value_offsets, value_data),
+        keys=_binary(count, keys),
+        values=_binary(count, values),
         headers=headers,
     )

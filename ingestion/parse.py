@@ -119,13 +119,7 @@ def _metadata(batch: RawBatch, indices: pa.Int64Array, tombstone: bool, contract
     def chosen(array: pa.Array) -> pa.Array:
         return array if len(indices) == len(batch) else array.take(indices)
 
-    keys = chosen(batch.keys)
-    try:
-        key_text = keys.cast(pa.string())
-    except pa.ArrowInvalid:
-        key_text = pa.array(
-            [None if k is None else k.decode("utf-8", "backslashreplace") for k in keys.to_pylist()], pa.string()
-        )
+    key_text = _decoded(chosen(batch.keys), errors="backslashreplace")
     n = len(indices)
     columns = {
         "_topic": pa.array([batch.topic] * n, pa.string()),
@@ -135,12 +129,17 @@ def _metadata(batch: RawBatch, indices: pa.Int64Array, tombstone: bool, contract
         "_key": key_text,
         "_tombstone": pa.array([tombstone] * n, pa.bool_()),
     }
-    if contract.headers:
-        found = [dict(batch.headers.get(i) or ()) for i in indices.to_pylist()]
-        for name in contract.headers:
-            values = [None if h.get(name) is None else h[name].decode("utf-8", "replace") for h in found]
-            columns[Contract.header_column(name)] = pa.array(values, pa.string())
+    for name in contract.headers:
+        columns[Contract.header_column(name)] = _decoded(chosen(batch.header_values(name)), errors="replace")
     return columns
+
+
+def _decoded(values: pa.BinaryArray, errors: str) -> pa.StringArray:
+    """Bytes as text; the rare value that is not UTF-8 decoded with `errors` (a codec error handler)."""
+    try:
+        return values.cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array([None if v is None else v.decode("utf-8", errors) for v in values.to_pylist()], pa.string())
 
 
 def _with_metadata(
@@ -153,6 +152,7 @@ def _with_metadata(
 
 def _quarantine(batch: RawBatch, bad: dict[int, str]) -> pa.Table:
     order = pa.array(sorted(bad), pa.int64())
+    headers = batch.headers_of(sorted(bad)) if bad else {}
     return pa.table(
         {
             "_topic": pa.array([batch.topic] * len(order), pa.string()),
@@ -161,7 +161,7 @@ def _quarantine(batch: RawBatch, bad: dict[int, str]) -> pa.Table:
             "_timestamp": batch.timestamps.take(order).cast(pa.timestamp("ms", tz="UTC")),
             "_key": batch.keys.take(order),
             "_value": batch.values.take(order),
-            "_headers": [[{"key": k, "value": v} for k, v in batch.headers.get(i, [])] or None for i in sorted(bad)],
+            "_headers": [[{"key": k, "value": v} for k, v in headers.get(i, [])] or None for i in sorted(bad)],
             "reason": pa.array([bad[i] for i in sorted(bad)], pa.string()),
         },
         schema=QUARANTINE_SCHEMA,

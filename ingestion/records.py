@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 Headers = list[tuple[str, bytes | None]]
 
+# One row per header: the position of its record in the batch, its key and its value.
+HEADERS_SCHEMA = pa.schema([("record", pa.int32()), ("key", pa.binary()), ("value", pa.binary())])
+
+
+def _no_headers() -> pa.Table:
+    return HEADERS_SCHEMA.empty_table()
+
 
 @dataclass
 class RawBatch:
-    """Records of one topic partition in offset order; no Python object per record.
-
-    Headers are kept only for the records that carry any, by position in the batch.
-    """
+    """Records of one topic partition in offset order; no Python object per record."""
 
     topic: str
     partition: int
@@ -24,7 +29,7 @@ class RawBatch:
     timestamps: pa.Int64Array  # Kafka record timestamps, ms since the epoch
     keys: pa.BinaryArray
     values: pa.BinaryArray  # null for a tombstone
-    headers: dict[int, Headers] = field(default_factory=dict)
+    headers: pa.Table = field(default_factory=_no_headers)  # HEADERS_SCHEMA
 
     def __len__(self) -> int:
         return len(self.values)
@@ -32,6 +37,24 @@ class RawBatch:
     @property
     def value_bytes(self) -> int:
         return pc.sum(pc.binary_length(self.values)).as_py() or 0
+
+    def header_values(self, key: str) -> pa.BinaryArray:
+        """Each record's value of the header `key` (the last, if sent twice); null where it has none."""
+        found = self.headers.filter(pc.equal(self.headers["key"], key.encode()))
+        records = found["record"].to_numpy()
+        # Header rows come in record order: keep each record's last one.
+        last = np.flatnonzero(np.append(records[1:] != records[:-1], True)) if len(records) else records
+        slot = np.full(len(self), -1, dtype=np.int64)
+        slot[records[last]] = last
+        return found["value"].combine_chunks().take(pa.array(slot, mask=slot < 0))
+
+    def headers_of(self, positions: Sequence[int]) -> dict[int, Headers]:
+        """The headers of a few records (those set aside), as Python values."""
+        rows = self.headers.filter(pc.is_in(self.headers["record"], pa.array(positions, pa.int32())))
+        found: dict[int, Headers] = {}
+        for row in rows.to_pylist():
+            found.setdefault(row["record"], []).append((row["key"].decode("utf-8", "replace"), row["value"]))
+        return found
 
     def head(self, count: int) -> RawBatch:
         """The first `count` records."""
@@ -42,7 +65,7 @@ class RawBatch:
             self.timestamps.slice(0, count),
             self.keys.slice(0, count),
             self.values.slice(0, count),
-            {i: h for i, h in self.headers.items() if i < count},
+            self.headers.filter(pc.less(self.headers["record"], count)),
         )
 
     @classmethod
@@ -50,10 +73,11 @@ class RawBatch:
         """One batch of consecutive batches of the same partition."""
         if len(batches) == 1:
             return batches[0]
-        headers: dict[int, Headers] = {}
-        base = 0
+        headers, base = [], 0
         for batch in batches:
-            headers.update({base + i: h for i, h in batch.headers.items()})
+            if batch.headers.num_rows:
+                moved = pc.add(batch.headers["record"], pa.scalar(base, pa.int32()))
+                headers.append(batch.headers.set_column(0, "record", moved))
             base += len(batch)
         return cls(
             batches[0].topic,
@@ -62,7 +86,7 @@ class RawBatch:
             pa.concat_arrays([b.timestamps for b in batches]),
             pa.concat_arrays([b.keys for b in batches]),
             pa.concat_arrays([b.values for b in batches]),
-            headers,
+            pa.concat_tables(headers) if headers else _no_headers(),
         )
 
     @classmethod
@@ -74,9 +98,11 @@ class RawBatch:
         values: Sequence[bytes | None],
         keys: Sequence[bytes | None] | None = None,
         timestamps: Sequence[int] | None = None,
-        headers: dict[int, Headers] | None = None,
+        headers: Mapping[int, Headers] | None = None,
     ) -> RawBatch:
-        """A batch from plain Python values (tests, replays)."""
+        """A batch from plain Python values (tests, replays); `headers` by position in the batch."""
+        rows = [(i, k.encode(), v) for i, pairs in sorted((headers or {}).items()) for k, v in pairs]
+        columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[], [], []]
         return cls(
             topic=topic,
             partition=partition,
@@ -84,5 +110,7 @@ class RawBatch:
             timestamps=pa.array(timestamps if timestamps is not None else [0] * len(values), pa.int64()),
             keys=pa.array(keys if keys is not None else [None] * len(values), pa.binary()),
             values=pa.array(values, pa.binary()),
-            headers=dict(headers or {}),
+            headers=pa.Table.from_arrays(
+                [pa.array(c, t) for c, t in zip(columns, HEADERS_SCHEMA.types, strict=True)], schema=HEADERS_SCHEMA
+            ),
         )

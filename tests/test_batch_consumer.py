@@ -59,8 +59,9 @@ def test_keys_values_tombstones_timestamps_and_headers_arrive_as_sent(kafka_env)
     assert batches[1].keys.to_pylist() == [b"\xff\xfe", b"k4"]
     assert batches[1].values.to_pylist() == [b"\x00not json", b""]
     assert batches[0].timestamps.to_pylist() == [1_700_000_000_000] * 3
-    assert batches[0].headers == {1: [("trace", b"t-1"), ("empty", None)]}
-    assert batches[1].headers == {1: [("trace", b"t-2")]}
+    assert batches[0].headers_of(range(3)) == {1: [("trace", b"t-1"), ("empty", None)]}
+    assert batches[1].headers_of(range(2)) == {1: [("trace", b"t-2")]}
+    assert batches[0].header_values("trace").to_pylist() == [None, b"t-1", None]
     assert {(e.partition, e.offset) for e in events} == {(0, 3), (1, 2)}
     assert batches[0].value_bytes == 16
 
@@ -83,8 +84,8 @@ def test_a_batch_of_consecutive_runs_keeps_each_records_headers_in_place():
     joined = RawBatch.concat([first, second])
     assert joined.offsets.to_pylist() == [0, 1, 2, 3]
     assert joined.values.to_pylist() == [b"a", b"b", b"c", None]
-    assert joined.headers == {1: [("h", b"1")], 2: [("h", b"2")]}
-    assert joined.head(2).headers == {1: [("h", b"1")]} and len(joined.head(2)) == 2
+    assert joined.headers_of(range(4)) == {1: [("h", b"1")], 2: [("h", b"2")]}
+    assert joined.head(2).headers_of(range(2)) == {1: [("h", b"1")]} and len(joined.head(2)) == 2
 
 
 def test_client_log_lines_go_to_python_logging(caplog):

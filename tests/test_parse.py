@@ -148,7 +148,12 @@ def test_a_raw_json_stream_keeps_any_json_as_text_and_quarantines_the_rest():
 def test_a_contract_header_becomes_a_column():
     from ingestion.streams.cms import CONTRACT as CMS
 
-    raw = batch(b'{"npi": "1003000126"}', b'{"npi": "1003000134"}')
-    raw.headers = {0: [("data_year", b"2017")]}
+    raw = RawBatch.of(
+        "cms.provider_services",
+        0,
+        offsets=[0, 1, 2],
+        values=[b'{"npi": "1003000126"}', b'{"npi": "1003000134"}', b'{"npi": "1003000142"}'],
+        headers={0: [("data_year", b"2016"), ("data_year", b"2017")], 2: [("trace", b"x"), ("data_year", b"\xff")]},
+    )
     parsed = parse(raw, CMS, record_max_bytes=1 << 20)
-    assert parsed.table["_header_data_year"].to_pylist() == ["2017", None]
+    assert parsed.table["_header_data_year"].to_pylist() == ["2017", None, "\ufffd"]
