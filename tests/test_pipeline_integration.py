@@ -113,14 +113,19 @@ def test_a_sensor_tick_plans_a_run_that_drains_gates_and_builds_marts_equal_to_i
     assert isinstance(tick(defs, instance), dg.SkipReason)  # everything planned is stored
 
 
-def test_an_invalid_price_fails_the_gate_and_blocks_the_marts_now_and_later(pipeline):
-    defs, instance = pipeline
-    produce(prices.CONTRACT, prices.ticks(seed=3), count=500, progress=False)
+def built_then_a_negative_price(defs: dg.Definitions, instance: dg.DagsterInstance, good: int) -> pd.DataFrame:
+    """Build the marts from `good` ticks, then send a tick with a negative price; the marts as built."""
+    produce(prices.CONTRACT, prices.ticks(seed=3), count=good, progress=False)
     assert run(defs, instance, tick(defs, instance)).success
     before = warehouse("select * from prices_symbol_stats order by symbol")
-
     bad = json.dumps({"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": -5.0}).encode()
     produce(prices.CONTRACT, iter([(b"AAPL", bad)]), progress=False)
+    return before
+
+
+def test_an_invalid_price_fails_the_gate_and_blocks_the_marts_now_and_later(pipeline):
+    defs, instance = pipeline
+    before = built_then_a_negative_price(defs, instance, good=500)
     result = run(defs, instance, tick(defs, instance))
 
     gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "raw_prices")
@@ -138,13 +143,9 @@ def test_an_invalid_price_fails_the_gate_and_blocks_the_marts_now_and_later(pipe
 
 def test_a_build_started_between_a_drain_and_its_gate_reads_only_rows_the_gate_passed(pipeline):
     defs, instance = pipeline
-    produce(prices.CONTRACT, prices.ticks(seed=5), count=400, progress=False)
-    assert run(defs, instance, tick(defs, instance)).success
-    before = warehouse("select * from prices_symbol_stats order by symbol")
+    before = built_then_a_negative_price(defs, instance, good=400)
 
-    # A drain commits a bad tick and good ones; before its gate runs, another run builds the models.
-    bad = json.dumps({"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": -5.0}).encode()
-    produce(prices.CONTRACT, iter([(b"AAPL", bad)]), progress=False)
+    # A drain commits the bad tick and good ones; before its gate runs, another run builds the models.
     produce(prices.CONTRACT, prices.ticks(seed=6), count=100, progress=False)
     drain(prices.CONTRACT)
     from orchestration.defs.dbt import dbt_resource
