@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -17,11 +14,11 @@ import duckdb
 import pytest
 
 from ingestion.streams import carepay
+from tests.cli import lakehouse
 from tests.conftest import recreate_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_INVOICES = REPO_ROOT / "tests" / "data" / "carepay_invoices.csv"
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
 
 
 def test_a_real_export_replays_row_by_row_as_it_stands():
@@ -135,12 +132,6 @@ ITEMS = [
     ["306", "ACTIVE", "NULL", "203", "22", "KES", "9.9900"],
     ["NULL"] * 7,
 ]
-
-
-def lakehouse(*args: str) -> str:
-    result = subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def query(home: Path, sql: str) -> list[tuple]:

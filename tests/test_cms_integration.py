@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from tests.cli import lakehouse
 from tests.conftest import recreate_topics
 
 pytestmark = pytest.mark.integration
 
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
 SAMPLE = Path(__file__).resolve().parent / "data" / "cms_puf_legacy_sample.tsv"
 TOPIC = "cms.provider_services"
 
 
-def lakehouse(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=300, env=dict(os.environ))
-    assert result.returncode == 0, result.stderr
-    return result
-
-
 def test_a_real_file_and_the_synthetic_stream_are_drained_row_for_row(kafka_env, lake_home):
     recreate_topics(kafka_env, TOPIC)
-    assert "sent 8 messages" in lakehouse("produce", "cms", "--file", str(SAMPLE)).stdout
-    assert "sent 2000 messages" in lakehouse("produce", "cms", "--synthetic", "--count", "2000").stdout
-    lakehouse("drain", "cms")
+    assert "sent 8 messages" in lakehouse("produce", "cms", "--file", str(SAMPLE), timeout=300)
+    assert "sent 2000 messages" in lakehouse("produce", "cms", "--synthetic", "--count", "2000", timeout=300)
+    lakehouse("drain", "cms", timeout=300)
 
     glob = str(lake_home / "raw" / TOPIC / "**" / "*.parquet")
     stored = duckdb.sql(

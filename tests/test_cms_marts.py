@@ -5,10 +5,7 @@ bad row stops the marts at the gate."""
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,12 +13,12 @@ import duckdb
 import numpy as np
 import pytest
 
+from tests.cli import lakehouse, run
 from tests.cms_files import api_csv, cms_txt, new_csv, portal_csv
 from tests.conftest import recreate_topics
 
 pytestmark = pytest.mark.integration
 
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
 TOPIC = "cms.provider_services"
 
 PROVIDERS = [  # npi, state, zip
@@ -59,13 +56,6 @@ def fixed_rows() -> list[list[str]]:
     # One provider bills 99213 in both settings, so its per-provider average weighs the two.
     rows.append(row("1003000142", "CA", "902101234", "99213", "F", 40, 15.5))
     return rows
-
-
-def lakehouse(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    if ok:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def replay(*paths: Path) -> None:
@@ -232,7 +222,7 @@ def test_the_marts_equal_independent_figures_over_every_spelling_then_take_in_a_
         api_csv(tmp_path / "provider_services_2018.csv", legacy[:3]),
     )
     built = lakehouse("build", "cms")
-    assert "gate cms.provider_services/raw_provider_services: passed" in built.stdout
+    assert "gate cms.provider_services/raw_provider_services: passed" in built
 
     files = [(2017, legacy), (2017, portal), (2017, new + resent), (2018, legacy[:3])]
     assert_marts_match(lake_home, latest(files))
@@ -253,7 +243,7 @@ def test_the_marts_equal_independent_figures_over_every_spelling_then_take_in_a_
     bad = row(*PROVIDERS[3], "99215", "X", 5, -3.0)
     replay(api_csv(tmp_path / "broken_2017.csv", [bad]))
     for _ in range(2):
-        failed = lakehouse("build", "cms", ok=False)
+        failed = run("build", "cms")
         assert failed.returncode == 1
         assert "raw_provider_services: FAILED: 1 of 1 rows" in failed.stdout
         assert "place_of_service" in failed.stdout and "avg_payment_amount" in failed.stdout

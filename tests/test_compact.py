@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -15,15 +13,10 @@ import pytest
 from confluent_kafka import Producer
 
 from ingestion.failpoints import COMPACT_POINTS
+from tests.cli import run
 from tests.conftest import recreate_topics
 
 pytestmark = pytest.mark.integration
-
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
-
-
-def lakehouse(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=300, env={**os.environ, **env})
 
 
 def fill(bootstrap: str, home: Path) -> None:
@@ -36,7 +29,7 @@ def fill(bootstrap: str, home: Path) -> None:
             tick["venue"] = "XNAS"
         producer.produce("prices", key=f"k{i % 5}".encode(), value=json.dumps(tick).encode())
     producer.flush(30)
-    assert lakehouse("drain", "prices", LAKEHOUSE_BATCH_MAX_RECORDS="150").returncode == 0
+    assert run("drain", "prices", env={**os.environ, "LAKEHOUSE_BATCH_MAX_RECORDS": "150"}, timeout=300).returncode == 0
 
 
 def snapshot(home: Path) -> list[tuple]:
@@ -57,14 +50,14 @@ def test_compaction_merges_closed_days_only_and_keeps_every_row_once(kafka_env, 
     before = snapshot(lake_home)
     assert len(data_files(lake_home, "2021-03-10")) > 3
 
-    result = lakehouse("compact", "prices", "--before", "2030-01-01")
+    result = run("compact", "prices", "--before", "2030-01-01", timeout=300)
     assert result.returncode == 0, result.stderr
     assert "files ->" in result.stdout
     assert len(data_files(lake_home, "2021-03-10")) == 3  # one per Kafka partition
     assert len(data_files(lake_home, "2099-01-01")) > 3  # not closed: left alone
     assert snapshot(lake_home) == before
-    assert lakehouse("verify", "prices").returncode == 0
-    assert "nothing new" in lakehouse("drain", "prices").stdout  # the ledger still says where to go on
+    assert run("verify", "prices", timeout=300).returncode == 0
+    assert "nothing new" in run("drain", "prices", timeout=300).stdout  # the ledger still says where to go on
 
 
 @pytest.mark.parametrize("point", COMPACT_POINTS)
@@ -73,12 +66,19 @@ def test_a_compaction_killed_mid_swap_is_finished_by_the_next_drain(kafka_env, l
     fill(kafka_env, lake_home)
     before = snapshot(lake_home)
 
-    killed = lakehouse("compact", "prices", "--before", "2030-01-01", LAKEHOUSE_FAILPOINT=f"{point}@2")
+    killed = run(
+        "compact",
+        "prices",
+        "--before",
+        "2030-01-01",
+        env={**os.environ, "LAKEHOUSE_FAILPOINT": f"{point}@2"},
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL
-    assert lakehouse("drain", "prices").returncode == 0  # recovers, under the topic lock
+    assert run("drain", "prices", timeout=300).returncode == 0  # recovers, under the topic lock
     assert snapshot(lake_home) == before
     assert not list(lake_home.rglob("*.pending"))
-    assert lakehouse("verify", "prices").returncode == 0
+    assert run("verify", "prices", timeout=300).returncode == 0
 
-    assert lakehouse("compact", "prices", "--before", "2030-01-01").returncode == 0
+    assert run("compact", "prices", "--before", "2030-01-01", timeout=300).returncode == 0
     assert snapshot(lake_home) == before

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,17 +16,10 @@ import duckdb
 import pytest
 
 from tests.browser import chromium, dump_dom, screenshot
+from tests.cli import LAKEHOUSE, lakehouse
 from tests.conftest import free_port_pair, recreate_topics
 
 pytestmark = pytest.mark.integration
-
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
-
-
-def lakehouse(*args: str) -> str:
-    result = subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def fetch(url: str, timeout_s: float = 120) -> bytes:

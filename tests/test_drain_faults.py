@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,11 +19,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ingestion.failpoints import POINTS
+from tests.cli import LAKEHOUSE
 from tests.conftest import free_port_pair, recreate_topics
 
 pytestmark = pytest.mark.integration
 
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
 TOPIC = "prices"
 
 

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 from confluent_kafka import Producer
 
+from tests.cli import run
 from tests.conftest import recreate_topics
 
 pytestmark = pytest.mark.integration
-
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
 
 
 def send_independently(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
@@ -26,10 +23,6 @@ def send_independently(bootstrap: str, topic: str, values: list[bytes | None]) -
         if i % 1000 == 0:
             producer.poll(0)
     assert producer.flush(30) == 0
-
-
-def lakehouse(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=300)
 
 
 def lake_rows(home: Path, topic: str) -> tuple[int, int]:
@@ -51,12 +44,12 @@ def test_five_thousand_prices_drain_into_five_thousand_distinct_rows_and_a_secon
     ]
     send_independently(kafka_env, "prices", values)
 
-    first = lakehouse("drain", "prices")
+    first = run("drain", "prices", timeout=300)
     assert first.returncode == 0, first.stderr
     assert "prices[0]: offsets 0-" in first.stdout
     assert lake_rows(lake_home, "prices") == (5000, 5000)
 
-    second = lakehouse("drain", "prices")
+    second = run("drain", "prices", timeout=300)
     assert second.returncode == 0, second.stderr
     assert "nothing new" in second.stdout
     assert lake_rows(lake_home, "prices") == (5000, 5000)
@@ -67,7 +60,7 @@ def test_poison_records_and_tombstones_neither_stop_the_drain_nor_vanish(kafka_e
     good = json.dumps({"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 238.32}).encode()
     send_independently(kafka_env, "prices", [good, b"{broken", None, good, b'{"symbol": "AAPL"}'])
 
-    result = lakehouse("drain", "prices")
+    result = run("drain", "prices", timeout=300)
     assert result.returncode == 0, result.stderr
     assert "2 quarantined, 1 tombstones" in result.stdout
     stored = duckdb.sql(
@@ -82,7 +75,7 @@ def test_poison_records_and_tombstones_neither_stop_the_drain_nor_vanish(kafka_e
 
 
 def test_an_unknown_stream_is_one_clear_line_not_a_traceback(kafka_env, lake_home):
-    result = lakehouse("drain", "bitcoin")
+    result = run("drain", "bitcoin", timeout=300)
     assert result.returncode != 0
     assert "unknown stream or topic 'bitcoin'" in result.stderr
     assert "Traceback" not in result.stderr

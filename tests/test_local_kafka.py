@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ingestion.local_kafka import server_properties
+from tests.cli import run
 from tests.conftest import free_port_pair
-
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
-
-
-def lakehouse(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=180, env=env)
 
 
 def test_the_broker_is_one_kraft_node_listening_on_loopback_only():
@@ -33,20 +26,20 @@ def test_start_status_and_stop_manage_a_real_broker_under_the_lake_home(tmp_path
     env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_KAFKA_PORT": str(port)}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     try:
-        started = lakehouse("kafka", "start", env=env)
+        started = run("kafka", "start", env=env, timeout=180)
         assert started.returncode == 0, started.stderr
         assert f"127.0.0.1:{port}" in started.stdout.splitlines()[-1]
         assert (tmp_path / "kafka" / "data" / "meta.properties").exists()
 
-        again = lakehouse("kafka", "start", env=env)  # idempotent: the running broker is reused
+        again = run("kafka", "start", env=env, timeout=180)  # idempotent: the running broker is reused
         assert again.returncode == 0 and "is running" in again.stdout
 
-        status = lakehouse("kafka", "status", env=env)
+        status = run("kafka", "status", env=env, timeout=180)
         assert status.returncode == 0 and "is running" in status.stdout
     finally:
-        stopped = lakehouse("kafka", "stop", env=env)
+        stopped = run("kafka", "stop", env=env, timeout=180)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
-    status = lakehouse("kafka", "status", env=env)
+    status = run("kafka", "status", env=env, timeout=180)
     assert status.returncode == 1 and "not running" in status.stdout
 
 
@@ -54,7 +47,7 @@ def test_a_missing_java_is_one_line_saying_what_to_install(tmp_path):
     bare = tmp_path / "bin"
     bare.mkdir()
     env = {"PATH": str(bare), "LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_KAFKA_PORT": str(free_port_pair())}
-    result = lakehouse("kafka", "start", env=env)
+    result = run("kafka", "start", env=env, timeout=180)
     assert result.returncode == 1
     assert "`java` is not installed: install a Java 17+ runtime" in result.stderr
     assert "Traceback" not in result.stderr
@@ -62,7 +55,7 @@ def test_a_missing_java_is_one_line_saying_what_to_install(tmp_path):
 
 def test_an_external_cluster_is_used_as_is_and_nothing_is_started(tmp_path):
     env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": "broker.example:9093"}
-    result = lakehouse("kafka", "start", env=env)
+    result = run("kafka", "start", env=env, timeout=180)
     assert result.returncode == 0
     assert "using broker.example:9093" in result.stdout
     assert not (tmp_path / "kafka").exists()

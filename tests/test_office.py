@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,9 +15,9 @@ import pytest
 from confluent_kafka import Producer
 
 from ingestion.streams import office
+from tests.cli import lakehouse
 from tests.conftest import recreate_topics
 
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -50,12 +47,6 @@ def send(bootstrap: str, topic: str, records: list[tuple[dict, datetime]]) -> No
     for record, at in records:
         producer.produce(topic, key=str(record["id"]), value=json.dumps(record), timestamp=int(at.timestamp() * 1000))
     assert producer.flush(30) == 0
-
-
-def lakehouse(*args: str) -> str:
-    result = subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def expected_revenue(claims: list[tuple[dict, datetime]], diagnoses: list[tuple[dict, datetime]]) -> dict:

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import duckdb
 import pytest
 
 from ingestion.config import settings
 from orchestration.snapshots import latest_snapshot
+from tests.cli import lakehouse, run
 from tests.conftest import recreate_topics
 
 pytestmark = pytest.mark.integration
-
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
-
-
-def lakehouse(*args: str) -> str:
-    result = subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def add_prices(count: int) -> None:
@@ -33,9 +21,7 @@ def add_prices(count: int) -> None:
 
 def test_an_open_shell_and_the_builds_never_get_in_each_others_way(kafka_env, lake_home):
     recreate_topics(kafka_env, "prices")
-    result = subprocess.run(
-        [LAKEHOUSE, "shell", "-c", "select 1"], capture_output=True, text=True, env=dict(os.environ)
-    )
+    result = run("shell", "-c", "select 1")
     assert result.returncode != 0 and "nothing is built yet" in result.stderr
     add_prices(200)
 

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
+from tests.cli import lakehouse, run
 from tests.conftest import recreate_topics
 
 pytestmark = pytest.mark.integration
-
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
-
-
-def lakehouse(*args: str, ok: bool = True) -> str:
-    result = subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert result.returncode == 0 or not ok, result.stdout + result.stderr
-    return result.stdout
 
 
 def status() -> dict:
@@ -52,7 +41,7 @@ def test_status_after_a_drain_and_build_then_after_a_failing_check(kafka_env, la
     producer.produce("prices", key=b"AAPL", value=b'{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": -1}')
     producer.flush(10)
     lakehouse("drain", "prices")
-    lakehouse("build", "prices", ok=False)
+    run("build", "prices")
     prices = status()["topics"]["prices"]
     assert prices["gates"] == ["raw_prices: FAILED 1 of 1 rows"] and prices["failing"]
     monkeypatch.setenv("COLUMNS", "200")  # a wide terminal, so no cell is wrapped

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -18,11 +14,10 @@ from confluent_kafka import Producer
 
 from ingestion.publish import published
 from ingestion.streams import stedi
+from tests.cli import lakehouse
 from tests.conftest import recreate_topics
 
 pytestmark = pytest.mark.integration
-
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
 
 
 def b64(text: str) -> str:
@@ -51,12 +46,6 @@ def send(bootstrap: str, topic: str, values: list[bytes | None], key: bytes | No
     for value in values:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0
-
-
-def lakehouse(*args: str) -> str:
-    result = subprocess.run([LAKEHOUSE, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def event(email: str, score: float, when: str) -> bytes:
