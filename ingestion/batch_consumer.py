@@ -13,7 +13,6 @@ import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import confluent_kafka
@@ -43,7 +42,7 @@ class Event:
         raise KafkaException(KafkaError(self.code, f"partition {self.partition}: {self.text}"))
 
 
-@cache
+@functools.cache
 def _load_librdkafka() -> None:
     """Use the librdkafka confluent-kafka was built with, so both clients behave the same."""
     package = Path(confluent_kafka.__file__).parent

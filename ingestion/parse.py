@@ -202,10 +202,9 @@ def _set_aside(values: pa.BinaryArray, record_max_bytes: int, bad: dict[int, str
             bad[i] = f"over the size limit: {len(value)} bytes > {record_max_bytes}"
         elif not value or value.isspace():
             bad[i] = "empty value"
-    if not bad:
-        return pc.indices_nonzero(values.is_valid())
-    kept = pc.and_(values.is_valid(), pc.invert(pc.is_in(pa.array(range(len(values))), pa.array(list(bad)))))
-    return pc.indices_nonzero(kept)
+    kept = values.is_valid().to_numpy(zero_copy_only=False)
+    kept[list(bad)] = False
+    return pc.indices_nonzero(pa.array(kept))
 
 
 def parse(batch: RawBatch, contract: Contract, record_max_bytes: int) -> Parsed:

@@ -6,20 +6,6 @@
   that no file has.
 #}
 
-{#- The raw table, or an empty one with the drain's metadata columns while no file of it exists,
-    so a stream whose other topics have data still builds. -#}
-{% macro raw_or_empty(relation) %}
-  {%- if execute -%}
-    {%- set files = modules.re.search("read_parquet\\('([^']+)'", relation | string) -%}
-    {%- if files and run_query("select count(*) from glob('" ~ files.group(1) ~ "')").columns[0].values()[0] == 0 -%}
-      {{ return("(select null::varchar as _topic, null::integer as _partition, null::bigint as _offset, "
-                ~ "null::timestamptz as _timestamp, null::varchar as _key, null::boolean as _tombstone where false)") }}
-    {%- endif -%}
-  {%- endif -%}
-  {{ return(relation) }}
-{% endmacro %}
-
-
 {% macro relation_columns(relation) %}
   {%- if not execute -%}
     {{ return([]) }}
