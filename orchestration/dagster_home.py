@@ -62,6 +62,16 @@ def dev_command(host: str, port: int, only: str | None = None, code_server: str 
     return ["env", "--default-signal=INT,TERM", str(scripts / "dagster"), "dev", *location, "-h", host, "-p", str(port)]
 
 
+def _create_storage(home: Path) -> None:
+    """Create the instance's SQLite databases here, once. `dagster dev` starts the webserver, the
+    daemon and the code server at the same moment; on a fresh home each created them, and the one
+    that lost the race failed with "Version table 'alembic_version' has more than one head present",
+    leaving the demo waiting for runs that never came."""
+    import dagster as dg
+
+    dg.DagsterInstance.from_config(str(home)).dispose()  # its storages are created as it is made
+
+
 def start_dev(
     s: Settings,
     host: str = "127.0.0.1",
@@ -70,7 +80,7 @@ def start_dev(
     only: str | None = None,
     code_server: str | None = None,
 ) -> subprocess.Popen:
-    prepare_instance(s)
+    _create_storage(prepare_instance(s))
     out = open(log_to, "ab") if log_to else None  # noqa: SIM115 - the child owns it for its lifetime
     return subprocess.Popen(
         dev_command(host, port, only, code_server),
