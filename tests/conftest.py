@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 from collections.abc import Iterator
@@ -15,15 +16,30 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port_pair() -> int:
-    """A port p with p and p + 1 free on 127.0.0.1 (the broker and its controller)."""
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port + 1)) != 0 and port < 65000:
-                return port
+    """A port p with p and p + 1 free on 127.0.0.1 (the broker and its controller).
+
+    Picked below the kernel's ephemeral range: a port from that range can be taken by any
+    outgoing connection between the pick and the broker's bind (seen once: the demo's broker
+    failed with "Address already in use" on its controller port).
+    """
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError):
+        ephemeral = 32768
+    for _ in range(200):
+        port = random.randrange(20000, ephemeral - 1)
+        if _bindable(port) and _bindable(port + 1):
+            return port
     raise RuntimeError("no free port pair found")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @pytest.fixture(scope="session")
