@@ -37,6 +37,7 @@ class Settings:
     batch_max_records: int
     batch_max_bytes: int
     record_max_bytes: int
+    drain_stall_timeout_s: float
 
     @property
     def raw_dir(self) -> Path:
@@ -102,6 +103,8 @@ def settings() -> Settings:
         batch_max_records=_int("LAKEHOUSE_BATCH_MAX_RECORDS", 100_000),
         batch_max_bytes=_int("LAKEHOUSE_BATCH_MAX_BYTES", 64 * 1024 * 1024),
         record_max_bytes=_int("LAKEHOUSE_RECORD_MAX_BYTES", 1024 * 1024),
+        # A drain whose broker sends nothing for this long gives up, saying so; the next one goes on.
+        drain_stall_timeout_s=_int("LAKEHOUSE_DRAIN_STALL_TIMEOUT_S", 120),
     )
 
 

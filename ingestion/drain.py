@@ -9,6 +9,7 @@ committed offsets; it commits to Kafka afterwards only so that monitoring tools 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ingestion import kafka, lake
 from ingestion.batch_consumer import PARTITION_EOF, BatchConsumer
@@ -35,12 +36,28 @@ CONSUMER_GROUP = "lakehouse-drain"
 
 # librdkafka pauses fetching a partition for this long once its prefetch queue is full (default
 # 1 s). The queue fills whenever parsing falls behind for a moment; a second's pause each time
-# halved the drain's speed.
-_READER_SETTINGS = {"fetch.queue.backoff.ms": 20}
+# halved the drain's speed. An offset the broker no longer has must be an error, never a silent
+# jump to whatever the log now begins with: that jump is how retention used to lose records unseen.
+_READER_SETTINGS = {"fetch.queue.backoff.ms": 20, "auto.offset.reset": "error"}
+
+# Errors librdkafka recovers from by itself (it reconnects); the stall timeout judges an outage.
+_TRANSIENT = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE}
 
 
 class DrainStalled(RuntimeError):
     """The broker stopped answering in the middle of a range; nothing of the unfinished batch was committed."""
+
+
+class TopicChanged(RuntimeError):
+    """The topic on the broker is not the one the lake stored: it was deleted (and maybe created again)."""
+
+
+class _OffsetsRemoved(Exception):
+    """The broker removed offsets of a partition while the drain was about to read them."""
+
+    def __init__(self, partition: int):
+        super().__init__(partition)
+        self.partition = partition
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,8 @@ class DrainReport:
     partitions: list[PartitionReport]
     seconds: float
     recovered: tuple[int, int] = (0, 0)  # (published, deleted) pending files left by a crash
+    losses: list[lake.Loss] = field(default_factory=list)  # offsets the broker removed before they were stored
+    generation: int = 0
 
     @property
     def rows(self) -> int:
@@ -105,7 +124,10 @@ def plan(progress: dict[int, int], marks: dict[int, tuple[int, int]]) -> list[Of
 
 
 def pending_ranges(contract: Contract, s: Settings | None = None) -> tuple[list[OffsetRange], dict[int, int]]:
-    """What a drain would read now, and the broker's end offsets; reads the ledger and the broker only."""
+    """What a drain would read now, and the broker's end offsets; reads the ledger and the broker only.
+
+    Raises TopicChanged where the topic on the broker is no longer the one the lake stored.
+    """
     s = s or current_settings()
     consumer = kafka.consumer(CONSUMER_GROUP)
     try:
@@ -113,8 +135,92 @@ def pending_ranges(contract: Contract, s: Settings | None = None) -> tuple[list[
     finally:
         consumer.close()
     with lake.Ledger(s.ledger_path) as ledger:
+        generation = ledger.generation(contract.topic)
         progress = ledger.progress(contract.topic)
+    if generation is not None and (
+        problem := identity_problem(contract.topic, generation, _broker_id(contract.topic, generation), progress, marks)
+    ):
+        raise TopicChanged(problem)
     return plan(progress, marks), {p: high for p, (_, high) in marks.items()}
+
+
+def _broker_id(topic: str, generation: lake.Generation | None) -> str | None:
+    """The broker's topic id, asked for only where the lake has one to compare it with."""
+    return kafka.topic_id(topic) if generation is not None and generation.topic_id else None
+
+
+def new_generation_command(topic: str) -> str:
+    return f"lakehouse drain {topic} --new-generation"
+
+
+def identity_problem(
+    topic: str,
+    generation: lake.Generation,
+    broker_id: str | None,
+    progress: dict[int, int],
+    marks: dict[int, tuple[int, int]],
+) -> str | None:
+    """Why the topic on the broker is not the one whose offsets the lake stored, or None if it is.
+
+    A topic deleted and created again gets a new id, and its offsets start again at 0: draining it
+    as if it were the old one would skip every new offset below the old ones.
+    """
+    fix = f"`{new_generation_command(topic)}` stores the new topic from its first offset, beside what the lake holds"
+    if not marks:
+        if progress:
+            return f"{topic}: the topic is no longer on the broker (it was deleted); once it exists again, {fix}"
+        return None
+    if generation.topic_id and broker_id and broker_id != generation.topic_id:
+        return (
+            f"{topic}: the topic was deleted and created again (its id is {broker_id}, the lake's is "
+            f"{generation.topic_id}); {fix}"
+        )
+    behind = [
+        f"[{p}] ends at {marks[p][1]}, the lake holds up to {end}" if p in marks else f"[{p}] is gone"
+        for p, end in sorted(progress.items())
+        if p not in marks or marks[p][1] < end
+    ]
+    if behind:
+        return f"{topic}: the broker's offsets went backwards ({'; '.join(behind)}): the topic was created again; {fix}"
+    return None
+
+
+def _loss_reason(config: dict[str, str], first_drain: bool) -> str:
+    """Why the broker no longer has offsets the lake never stored, as far as the broker lets one tell."""
+    when = "before the lake's first drain of the partition" if first_drain else "before the drain stored them"
+    policy = config.get("cleanup.policy", "delete")
+    if "delete" in policy:
+        how = (
+            f"retention (retention.ms={config.get('retention.ms', '?')}, "
+            f"retention.bytes={config.get('retention.bytes', '?')}) or a DeleteRecords request"
+        )
+    else:  # a compacted topic's log never starts later by compaction, only by an explicit request
+        how = f"a DeleteRecords request (cleanup.policy={policy}: compaction alone never moves the first offset)"
+    return f"removed by the broker {when}: {how}"
+
+
+def _record_losses(
+    ledger: lake.Ledger, topic: str, generation: int, marks: dict[int, tuple[int, int]]
+) -> list[lake.Loss]:
+    """Note, per partition, the offsets below the broker's first one that the lake never stored."""
+    progress = ledger.progress(topic)
+    gone = {p: (progress.get(p), low) for p, (low, _) in marks.items() if low > progress.get(p, 0)}
+    if not gone:
+        return []
+    config = kafka.topic_config(topic)
+    losses = []
+    for partition, (stored_to, low) in sorted(gone.items()):
+        start = stored_to if stored_to is not None else 0
+        loss = lake.Loss(topic, generation, partition, start, low, time.time(), _loss_reason(config, stored_to is None))
+        ledger.record_loss(loss)
+        losses.append(loss)
+    log.warning(
+        "%s: %s offsets were removed by the broker before the lake stored them (%s; %s); recorded as a loss, "
+        "the drain goes on from the broker's first offset; `lakehouse verify --accept-loss %s` acknowledges it",
+        topic, f"{sum(loss.offsets for loss in losses):,}",
+        ", ".join(f"[{loss.partition}] {loss.start}-{loss.end}" for loss in losses), losses[0].reason, topic,
+    )  # fmt: skip
+    return losses
 
 
 def _clip(ranges: Sequence[OffsetRange], progress: dict[int, int], marks: dict[int, tuple[int, int]]):
@@ -171,12 +277,16 @@ def _read_ranges(
 
     while len(finished) < len(cursors):
         runs, events = reader.consume(topic, min(s.batch_max_records, 10_000), timeout_s=0.5)
-        if not runs and not events:
-            if time.monotonic() - last_progress > stall_timeout_s:
-                behind = ", ".join(f"[{p}] at {c.position} of {c.range.end}" for p, c in cursors.items() if not c.done)
-                raise DrainStalled(f"{topic}: no data for {stall_timeout_s:.0f} s ({behind}); is the broker up?")
-            continue
-        last_progress = time.monotonic()
+        # Only records and ends of partitions are progress: an unreachable broker makes librdkafka
+        # report connection errors over and over, and those must not keep the drain waiting.
+        if runs or any(e.code == PARTITION_EOF for e in events):
+            last_progress = time.monotonic()
+        elif time.monotonic() - last_progress > stall_timeout_s:
+            behind = ", ".join(f"[{p}] at {c.position} of {c.range.end}" for p, c in cursors.items() if not c.done)
+            raise DrainStalled(
+                f"{topic}: the broker at {s.bootstrap_servers} sent nothing for {stall_timeout_s:.0f} s ({behind}); "
+                "everything before was stored, and the next drain goes on from there once the broker is back"
+            )
         for run in runs:
             cursor = cursors.get(run.partition)
             if cursor is not None and not cursor.done:
@@ -184,6 +294,11 @@ def _read_ranges(
                 held_records += taken
                 held_bytes += size
         for event in events:
+            if event.code == KafkaError._AUTO_OFFSET_RESET:
+                raise _OffsetsRemoved(event.partition)
+            if event.code in _TRANSIENT:
+                log.debug("%s[%d]: %s", topic, event.partition, event.text)
+                continue
             if event.code != PARTITION_EOF:
                 event.raise_error()
             # Everything up to the end of the log has been read; offsets between the last record
@@ -218,10 +333,14 @@ def _take(cursor: _Cursor, run: RawBatch) -> tuple[int, int]:
 
 
 def _write_batch(
-    contract: Contract, parsed_table: pa.Table, quarantine: pa.Table, r: OffsetRange, s: Settings
+    contract: Contract, parsed_table: pa.Table, quarantine: pa.Table, r: OffsetRange, s: Settings, generation: int
 ) -> tuple[list[str], int]:
     """Write the batch's files under their pending names; return their lake paths and total bytes."""
-    name = lake.data_file_name(r.partition, r.start, r.end)
+    name = lake.data_file_name(r.partition, r.start, r.end, generation)
+    if generation:  # the first generation's files carry no such column: it reads as null, meaning 0
+        column = pa.field(lake.GENERATION_COLUMN, pa.int32())
+        parsed_table = parsed_table.append_column(column, pa.array([generation] * parsed_table.num_rows, pa.int32()))
+        quarantine = quarantine.append_column(column, pa.array([generation] * quarantine.num_rows, pa.int32()))
     files: list[str] = []
     written = 0
     if parsed_table.num_rows:
@@ -246,34 +365,40 @@ def _drain_ranges(
     ranges: Sequence[OffsetRange],
     s: Settings,
     stall_timeout_s: float,
-) -> list[PartitionReport]:
+    generation: int,
+    reports: dict[int, PartitionReport],
+) -> None:
     """Read batch N+2 on this thread while one thread parses batch N+1 and another writes and commits batch N.
 
     Reading, parsing and writing all release the GIL, so the three overlap. At most two batches
     wait behind the reader, so memory stays bounded whatever the backlog; batches are committed
-    in the order they were read, so each partition's ledger stays contiguous.
+    in the order they were read, so each partition's ledger stays contiguous. What was read but
+    not yet cut into a batch when reading fails is simply read again by the next attempt.
     """
-    reports = {r.partition: PartitionReport(r.partition, r.start, r.end) for r in ranges}
-    started = time.monotonic()
-    if ranges:
-        with (
-            kafka.batch_consumer(CONSUMER_GROUP, **_READER_SETTINGS) as reader,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-parser") as parser,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-writer") as writer,
-        ):
-            in_flight: deque[Future] = deque()
+    if not ranges:
+        return
+    for r in ranges:
+        reports.setdefault(r.partition, PartitionReport(r.partition, r.start, r.end)).end = r.end
+    with (
+        kafka.batch_consumer(CONSUMER_GROUP, **_READER_SETTINGS) as reader,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-parser") as parser,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-writer") as writer,
+    ):
+        in_flight: deque[Future] = deque()
+        try:
             for start, end, raw in _read_ranges(reader, contract.topic, ranges, s, stall_timeout_s):
                 if len(in_flight) == 2:
                     in_flight.popleft().result()
                 piece = OffsetRange(raw.partition, start, end)
                 parsing = parser.submit(_parse_batch, contract, raw, s)
                 report = reports[raw.partition]
-                in_flight.append(writer.submit(_store_batch, consumer, ledger, contract, parsing, piece, s, report))
+                in_flight.append(
+                    writer.submit(_store_batch, consumer, ledger, contract, parsing, piece, s, report, generation)
+                )
+        finally:
+            # The batches already cut are committed in order whatever stopped the reading.
             while in_flight:
                 in_flight.popleft().result()
-    for report in reports.values():
-        report.seconds = time.monotonic() - started
-    return list(reports.values())
 
 
 def _parse_batch(contract: Contract, raw: RawBatch, s: Settings) -> tuple[Parsed, float]:
@@ -289,11 +414,12 @@ def _store_batch(
     piece: OffsetRange,
     s: Settings,
     report: PartitionReport,
+    generation: int,
 ) -> None:
     parsed, parse_seconds = parsing.result()
     batch_started = time.monotonic()
     failpoint("before-write")
-    files, written = _write_batch(contract, parsed.table, parsed.quarantine, piece, s)
+    files, written = _write_batch(contract, parsed.table, parsed.quarantine, piece, s, generation)
     failpoint("after-files")
     batch = lake.Batch(
         topic=contract.topic,
@@ -306,6 +432,7 @@ def _store_batch(
         files=tuple(files),
         bytes=written,
         seconds=parse_seconds + time.monotonic() - batch_started,
+        generation=generation,
     )
     ledger.commit(batch)
     failpoint("after-commit")
@@ -327,11 +454,17 @@ def _store_batch(
 
 
 def _mirror_commit(consumer: Consumer, topic: str, partition: int, end: int) -> None:
-    """Mirror progress to Kafka for monitoring tools; the lake's ledger stays the truth."""
+    """Mirror progress to Kafka for monitoring tools; the lake's ledger stays the truth. Sent
+    without waiting: a synchronous commit waits for as long as the broker is away."""
     try:
-        consumer.commit(offsets=[TopicPartition(topic, partition, end)], asynchronous=False)
+        consumer.commit(offsets=[TopicPartition(topic, partition, end)], asynchronous=True)
     except KafkaException as exc:
         log.warning("%s[%d]: could not mirror offset %d to Kafka: %s", topic, partition, end, exc)
+
+
+# A drain that finds offsets removed under it records the loss and plans again; a broker that
+# removes offsets faster than they can be read would make it go round for ever.
+_MAX_ATTEMPTS = 100
 
 
 def drain(
@@ -339,24 +472,77 @@ def drain(
     ranges: Sequence[OffsetRange] | None = None,
     s: Settings | None = None,
     lock_wait_s: float = 300.0,
-    stall_timeout_s: float = 120.0,
+    stall_timeout_s: float | None = None,
+    new_generation: bool = False,
 ) -> DrainReport:
-    """Store the given ranges (default: everything new) of the contract's topic in the lake, exactly once."""
+    """Store the given ranges (default: everything new) of the contract's topic in the lake, exactly once.
+
+    Offsets the broker removed before they were stored are recorded as a loss and the drain goes
+    on from the broker's first offset. A topic that is no longer the one the lake stored (deleted,
+    created again) raises TopicChanged, unless `new_generation` starts storing the new topic, from
+    its first offset, beside the old one's records.
+    """
     s = s or current_settings()
+    stall_timeout_s = s.drain_stall_timeout_s if stall_timeout_s is None else stall_timeout_s
     started = time.monotonic()
-    with lake.topic_lock(s, contract.topic, lock_wait_s), lake.Ledger(s.ledger_path) as ledger:
-        recovered = lake.recover(s, ledger, contract.topic)
+    topic = contract.topic
+    with lake.topic_lock(s, topic, lock_wait_s), lake.Ledger(s.ledger_path) as ledger:
+        recovered = lake.recover(s, ledger, topic)
         if any(recovered):
-            log.info("%s: recovered after a crash: published %d, deleted %d pending files", contract.topic, *recovered)
+            log.info("%s: recovered after a crash: published %d, deleted %d pending files", topic, *recovered)
         consumer = kafka.consumer(CONSUMER_GROUP)
+        reports: dict[int, PartitionReport] = {}
+        losses: list[lake.Loss] = []
         try:
-            marks = kafka.watermarks(contract.topic, consumer)
-            progress = ledger.progress(contract.topic)
-            todo = plan(progress, marks) if ranges is None else _clip(ranges, progress, marks)
-            reports = _drain_ranges(consumer, ledger, contract, todo, s, stall_timeout_s)
+            generation = _generation(ledger, topic, kafka.watermarks(topic, consumer), new_generation)
+            for _ in range(_MAX_ATTEMPTS):
+                marks = kafka.watermarks(topic, consumer)
+                losses += _record_losses(ledger, topic, generation, marks)
+                progress = ledger.progress(topic)
+                todo = plan(progress, marks) if ranges is None else _clip(ranges, progress, marks)
+                try:
+                    _drain_ranges(consumer, ledger, contract, todo, s, stall_timeout_s, generation, reports)
+                    break
+                except _OffsetsRemoved as exc:
+                    log.info("%s[%d]: the broker removed offsets the drain was about to read", topic, exc.partition)
+            else:
+                raise DrainStalled(f"{topic}: the broker kept removing offsets faster than the drain could read them")
             highs = {p: high for p, (_, high) in marks.items()}
-            for report in reports:
+            elapsed = time.monotonic() - started
+            for report in reports.values():
+                report.seconds = elapsed
                 report.lag = max(0, highs.get(report.partition, report.end) - report.end)
         finally:
-            consumer.close()
-    return DrainReport(contract.topic, reports, time.monotonic() - started, recovered)
+            _close_without_waiting_for_the_broker(consumer)
+    return DrainReport(topic, list(reports.values()), time.monotonic() - started, recovered, losses, generation)
+
+
+def _close_without_waiting_for_the_broker(consumer: Consumer, wait_s: float = 2.0) -> None:
+    """Close the consumer that mirrors offsets; with the broker gone, its close waits for the mirrored
+    commits to time out (36 s measured), and a drain that gave up must not wait that long."""
+    closing = threading.Thread(target=consumer.close, name="drain-mirror-close", daemon=True)
+    closing.start()
+    closing.join(wait_s)
+
+
+def _generation(ledger: lake.Ledger, topic: str, marks: dict[int, tuple[int, int]], new_generation: bool) -> int:
+    """The generation this drain stores into, after checking the broker's topic is the lake's."""
+    current = ledger.generation(topic)
+    broker_id = kafka.topic_id(topic) if marks else None
+    problem = None if current is None else identity_problem(topic, current, broker_id, ledger.progress(topic), marks)
+    if problem is None:
+        if new_generation:
+            log.info("%s: the topic is the one the lake stored; no new generation started", topic)
+        if current is None:
+            return ledger.start_generation(topic, broker_id).number if marks else 0
+        if broker_id and not current.topic_id:
+            ledger.remember_topic_id(topic, current.number, broker_id)
+        return current.number
+    if not new_generation or not marks:
+        raise TopicChanged(problem)
+    started = ledger.start_generation(topic, broker_id)
+    log.warning(
+        "%s: generation %d starts at the broker's first offsets; the %d earlier one(s) stay in the lake as stored",
+        topic, started.number, started.number,
+    )  # fmt: skip
+    return started.number

@@ -14,8 +14,8 @@ import re
 import time
 from collections.abc import Mapping
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from ingestion.batch_consumer import BatchConsumer
 from ingestion.config import settings
@@ -120,7 +120,7 @@ def wait_until_ready(timeout_s: float = 30.0) -> None:
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            client.list_topics(timeout=2)
+            client.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
             return
         except KafkaException as exc:
             last_error = exc
@@ -158,3 +158,28 @@ def watermarks(topic: str, client: Consumer) -> dict[int, tuple[int, int]]:
         p: client.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
         for p in partitions_of(topic, client)
     }
+
+
+def topic_id(topic: str, client: AdminClient | None = None, timeout_s: float = 10.0) -> str | None:
+    """The broker's id of the topic, which changes when the topic is deleted and created again;
+    None where the topic does not exist or the broker does not say (before Kafka 3.x)."""
+    client = client or admin()
+    try:
+        description = client.describe_topics(TopicCollection([topic]), request_timeout=timeout_s)[topic].result()
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return None
+        raise
+    found = str(description.topic_id) if description.topic_id is not None else ""
+    return found or None
+
+
+def topic_config(topic: str, client: AdminClient | None = None, timeout_s: float = 10.0) -> dict[str, str]:
+    """The topic's settings as the broker reports them (cleanup.policy, retention.ms, ...); empty if it cannot say."""
+    client = client or admin()
+    try:
+        futures = client.describe_configs([ConfigResource("topic", topic)], request_timeout=timeout_s)
+        entries = next(iter(futures.values())).result()
+    except KafkaException:
+        return {}
+    return {name: entry.value for name, entry in entries.items() if entry.value is not None}

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PENDING = ".pending"
+# Rows of a topic's later generations carry it; the first generation's files have no such column.
+GENERATION_COLUMN = "_generation"
 _DATA_FILE = re.compile(r"p(\d+)-(\d+)-(\d+)\.parquet")
 
 
@@ -41,6 +43,37 @@ class TopicBusy(RuntimeError):
 
 class LedgerConflict(RuntimeError):
     """A batch would overlap, or leave a hole before, what the ledger already holds."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One life of a topic: a topic deleted and created again starts a new one, from offset 0."""
+
+    topic: str
+    number: int
+    topic_id: str | None  # the broker's topic id; None until a drain has seen it (or an old broker)
+    started_at: float
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Offsets the broker removed before the lake stored them: named, never silent."""
+
+    topic: str
+    generation: int
+    partition: int
+    start: int
+    end: int  # exclusive
+    found_at: float
+    reason: str
+    accepted_at: float | None = None
+
+    @property
+    def offsets(self) -> int:
+        return self.end - self.start
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}] offsets {self.start}-{self.end} ({self.offsets:,}): {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -56,11 +89,14 @@ class Batch:
     bytes: int
     seconds: float
     committed_at: float = field(default_factory=time.time)
+    generation: int = 0
 
 
-def data_file_name(partition: int, start: int, end: int) -> str:
-    """A name derived from the offset range, so a retried batch rebuilds the same file."""
-    return f"p{partition}-{start:012d}-{end:012d}.parquet"
+def data_file_name(partition: int, start: int, end: int, generation: int = 0) -> str:
+    """A name derived from the offset range, so a retried batch rebuilds the same file; a later
+    generation of the topic (its offsets start again at 0) is named apart from the first."""
+    name = f"p{partition}-{start:012d}-{end:012d}.parquet"
+    return f"g{generation}-{name}" if generation else name
 
 
 def topic_dir(root: Path, topic: str) -> Path:
@@ -101,8 +137,60 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+_BATCH_COLUMNS = (
+    "topic, generation, partition, start_offset, end_offset, rows, quarantined, tombstones, files, bytes, seconds, "
+    "committed_at"
+)
+
+_SCHEMA = (
+    """
+    create table if not exists batches (
+        topic text not null,
+        generation integer not null default 0,
+        partition integer not null,
+        start_offset integer not null,
+        end_offset integer not null,
+        rows integer not null,
+        quarantined integer not null,
+        tombstones integer not null,
+        files text not null,
+        bytes integer not null,
+        seconds real not null,
+        committed_at real not null,
+        primary key (topic, generation, partition, start_offset)
+    )
+    """,
+    """
+    create table if not exists generations (
+        topic text not null,
+        generation integer not null,
+        topic_id text,
+        started_at real not null,
+        primary key (topic, generation)
+    )
+    """,
+    # Offsets the broker removed before they were stored. They take their place in a partition's
+    # sequence like a batch with no rows, so the lake's ranges still tile the offsets, and stay a
+    # problem for `verify` until an operator accepts them.
+    """
+    create table if not exists losses (
+        topic text not null,
+        generation integer not null,
+        partition integer not null,
+        start_offset integer not null,
+        end_offset integer not null,
+        found_at real not null,
+        reason text not null,
+        accepted_at real,
+        primary key (topic, generation, partition, start_offset)
+    )
+    """,
+)
+
+
 class Ledger:
-    """What each topic partition has stored: committed offset ranges and their files."""
+    """What each topic partition has stored: committed offset ranges and their files, per
+    generation of the topic, and the offsets the broker removed before they could be stored."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,24 +199,22 @@ class Ledger:
         self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=full")
-        self._db.execute(
-            """
-            create table if not exists batches (
-                topic text not null,
-                partition integer not null,
-                start_offset integer not null,
-                end_offset integer not null,
-                rows integer not null,
-                quarantined integer not null,
-                tombstones integer not null,
-                files text not null,
-                bytes integer not null,
-                seconds real not null,
-                committed_at real not null,
-                primary key (topic, partition, start_offset)
-            )
-            """
-        )
+        self._db.execute("begin immediate")
+        try:
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            columns = [row[1] for row in self._db.execute("pragma table_info(batches)")]
+            if "generation" not in columns:  # a lake from before topic generations: all of it is generation 0
+                self._db.execute("alter table batches rename to batches_before_generations")
+                self._db.execute(_SCHEMA[0])
+                self._db.execute(
+                    f"insert into batches ({_BATCH_COLUMNS}) select {_BATCH_COLUMNS.replace('generation', '0')} from batches_before_generations"
+                )
+                self._db.execute("drop table batches_before_generations")
+            self._db.execute("commit")
+        except BaseException:
+            self._db.execute("rollback")
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -139,10 +225,53 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def progress(self, topic: str) -> dict[int, int]:
-        """Per partition, the offset the next batch starts at (one past the last stored)."""
+    def generation(self, topic: str) -> Generation | None:
+        """The topic's current generation, None before its first drain."""
+        row = self._db.execute(
+            "select generation, topic_id, started_at from generations where topic = ? order by generation desc limit 1",
+            (topic,),
+        ).fetchone()
+        if row is None:
+            # A lake from before generations that already holds batches: that is generation 0.
+            if self._db.execute("select 1 from batches where topic = ? limit 1", (topic,)).fetchone():
+                return Generation(topic, 0, None, 0.0)
+            return None
+        return Generation(topic, row[0], row[1], row[2])
+
+    def generations(self, topic: str) -> list[Generation]:
         rows = self._db.execute(
-            "select partition, max(end_offset) from batches where topic = ? group by partition", (topic,)
+            "select generation, topic_id, started_at from generations where topic = ? order by generation", (topic,)
+        ).fetchall()
+        return [Generation(topic, *row) for row in rows]
+
+    def start_generation(self, topic: str, topic_id: str | None) -> Generation:
+        """Begin the topic's next generation (the first one when it has none): later batches and
+        losses belong to it, and its offsets start again wherever the broker's log begins."""
+        current = self.generation(topic)
+        number = 0 if current is None else current.number + 1
+        self._db.execute("insert into generations values (?, ?, ?, ?)", (topic, number, topic_id, time.time()))
+        return Generation(topic, number, topic_id, time.time())
+
+    def remember_topic_id(self, topic: str, generation: int, topic_id: str) -> None:
+        """The broker's id of the topic, first seen by a drain of this generation."""
+        self._db.execute(
+            "insert into generations values (?, ?, ?, ?) "
+            "on conflict (topic, generation) do update set topic_id = excluded.topic_id",
+            (topic, generation, topic_id, time.time()),
+        )
+
+    def progress(self, topic: str) -> dict[int, int]:
+        """Per partition of the current generation, the offset the next batch starts at: one past
+        the last stored, or past the last offsets the broker removed before they were stored."""
+        current = self.generation(topic)
+        if current is None:
+            return {}
+        rows = self._db.execute(
+            "select partition, max(end_offset) from ("
+            "  select partition, end_offset from batches where topic = ? and generation = ?"
+            "  union all select partition, end_offset from losses where topic = ? and generation = ?"
+            ") group by partition",
+            (topic, current.number, topic, current.number),
         )
         return dict(rows.fetchall())
 
@@ -150,19 +279,12 @@ class Ledger:
         """The one atomic step that makes a batch part of the lake."""
         self._db.execute("begin immediate")
         try:
-            (stored_end,) = self._db.execute(
-                "select max(end_offset) from batches where topic = ? and partition = ?",
-                (batch.topic, batch.partition),
-            ).fetchone()
-            if stored_end is not None and batch.start != stored_end:
-                raise LedgerConflict(
-                    f"{batch.topic}[{batch.partition}]: batch starts at {batch.start} "
-                    f"but the lake holds offsets up to {stored_end}"
-                )
+            self._check_contiguous(batch.topic, batch.generation, batch.partition, batch.start)
             self._db.execute(
-                "insert into batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"insert into batches ({_BATCH_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     batch.topic,
+                    batch.generation,
                     batch.partition,
                     batch.start,
                     batch.end,
@@ -180,15 +302,68 @@ class Ledger:
             self._db.execute("rollback")
             raise
 
+    def _check_contiguous(self, topic: str, generation: int, partition: int, start: int) -> None:
+        stored_end = self._stored_end(topic, generation, partition)
+        if stored_end is not None and start != stored_end:
+            raise LedgerConflict(
+                f"{topic}[{partition}]: a batch starts at {start} but the lake holds offsets up to {stored_end}"
+            )
+
+    def _stored_end(self, topic: str, generation: int, partition: int) -> int | None:
+        (end,) = self._db.execute(
+            "select max(end_offset) from ("
+            "  select end_offset from batches where topic = ? and generation = ? and partition = ?"
+            "  union all select end_offset from losses where topic = ? and generation = ? and partition = ?"
+            ")",
+            (topic, generation, partition) * 2,
+        ).fetchone()
+        return end
+
+    def record_loss(self, loss: Loss) -> None:
+        """Note offsets the broker no longer has, in their place in the partition's sequence."""
+        self._db.execute("begin immediate")
+        try:
+            stored_end = self._stored_end(loss.topic, loss.generation, loss.partition)
+            if stored_end is not None and stored_end != loss.start:
+                raise LedgerConflict(
+                    f"{loss.topic}[{loss.partition}]: a loss from {loss.start} but the lake holds offsets up to "
+                    f"{stored_end}"
+                )
+            self._db.execute(
+                "insert into losses values (?, ?, ?, ?, ?, ?, ?, null)",
+                (loss.topic, loss.generation, loss.partition, loss.start, loss.end, loss.found_at, loss.reason),
+            )
+            self._db.execute("commit")
+        except BaseException:
+            self._db.execute("rollback")
+            raise
+
+    def losses(self, topic: str) -> list[Loss]:
+        rows = self._db.execute(
+            "select topic, generation, partition, start_offset, end_offset, found_at, reason, accepted_at "
+            "from losses where topic = ? order by generation, partition, start_offset",
+            (topic,),
+        ).fetchall()
+        return [Loss(*row) for row in rows]
+
+    def accept_losses(self, topic: str) -> int:
+        """An operator has dealt with the topic's losses: `verify` names them as accepted from now on."""
+        cursor = self._db.execute(
+            "update losses set accepted_at = ? where topic = ? and accepted_at is null", (time.time(), topic)
+        )
+        return cursor.rowcount
+
     def batches(self, topic: str) -> list[Batch]:
+        """Every batch of the topic, of every generation, in order."""
         rows = self._db.execute(
             "select topic, partition, start_offset, end_offset, rows, quarantined, tombstones, files, bytes, "
-            "seconds, committed_at from batches where topic = ? order by partition, start_offset",
+            "seconds, committed_at, generation from batches where topic = ? "
+            "order by generation, partition, start_offset",
             (topic,),
         ).fetchall()
         return [
-            Batch(t, p, s, e, r, q, tb, tuple(json.loads(f)), b, sec, at)
-            for t, p, s, e, r, q, tb, f, b, sec, at in rows
+            Batch(t, p, s, e, r, q, tb, tuple(json.loads(f)), b, sec, at, g)
+            for t, p, s, e, r, q, tb, f, b, sec, at, g in rows
         ]
 
     def replace_files(self, topic: str, replacements: dict[str, str]) -> None:
@@ -196,15 +371,16 @@ class Ledger:
         self._db.execute("begin immediate")
         try:
             rows = self._db.execute(
-                "select partition, start_offset, files from batches where topic = ?", (topic,)
+                "select generation, partition, start_offset, files from batches where topic = ?", (topic,)
             ).fetchall()
-            for partition, start, files in rows:
+            for generation, partition, start, files in rows:
                 names = json.loads(files)
                 renamed = list(dict.fromkeys(replacements.get(name, name) for name in names))
                 if renamed != names:
                     self._db.execute(
-                        "update batches set files = ? where topic = ? and partition = ? and start_offset = ?",
-                        (json.dumps(renamed), topic, partition, start),
+                        "update batches set files = ? "
+                        "where topic = ? and generation = ? and partition = ? and start_offset = ?",
+                        (json.dumps(renamed), topic, generation, partition, start),
                     )
             self._db.execute("commit")
         except BaseException:

@@ -218,12 +218,25 @@ def produce_stedi(customers: int, rate: float, count: int | None, seed: int) -> 
 
 @cli.command()
 @click.argument("stream")
-def drain(stream: str) -> None:
+@click.option(
+    "--new-generation",
+    is_flag=True,
+    help="For a topic deleted and created again: store the new topic from its first offset, beside what the "
+    "lake holds of the old one.",
+)
+def drain(stream: str, new_generation: bool) -> None:
     """Store everything new on a stream's topics in the lake, exactly once (one micro-batch)."""
+    from ingestion.drain import DrainStalled, TopicChanged
     from ingestion.drain import drain as run_drain
 
+    failed = []
     for contract in contracts_for(stream):
-        report = run_drain(contract)
+        try:
+            report = run_drain(contract, new_generation=new_generation)
+        except (TopicChanged, DrainStalled) as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed.append(contract.topic)
+            continue
         if not report.partitions:
             click.echo(f"{contract.topic}: nothing new")
         for p in report.partitions:
@@ -231,35 +244,59 @@ def drain(stream: str) -> None:
                 f"{contract.topic}[{p.partition}]: offsets {p.start}-{p.end}, {p.rows} rows, "
                 f"{p.quarantined} quarantined, {p.tombstones} tombstones, {len(p.files)} files, {p.seconds:.2f} s"
             )
+    sys.exit(1 if failed else 0)
 
 
 @cli.command()
 @click.argument("topics", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-def verify(topics: tuple[str, ...], as_json: bool) -> None:
-    """Reconcile the lake with the broker per partition; exit 1 on a hole, an overlap or a missing file."""
+@click.option(
+    "--accept-loss",
+    "accept",
+    metavar="TOPIC",
+    multiple=True,
+    help="Acknowledge the offsets the broker removed from TOPIC before they were stored (after dealing with "
+    "them: re-sent from the source, or known to be expendable); verify then names them as accepted.",
+)
+def verify(topics: tuple[str, ...], as_json: bool, accept: tuple[str, ...]) -> None:
+    """Reconcile the lake with the broker per partition; exit 1 on a hole, an overlap, a missing file, an
+    unaccepted loss, or a broker that cannot be asked."""
+    from ingestion.verify import accept_losses
     from ingestion.verify import verify as run_verify
 
-    names = [c.topic for name in topics for c in contracts_for(name)] if topics else list(CONTRACTS)
-    checks = run_verify(names)
+    for name in accept:
+        for contract in contracts_for(name):
+            accepted = accept_losses(contract.topic)
+            offsets = sum(loss.offsets for loss in accepted)
+            click.echo(f"{contract.topic}: accepted {len(accepted)} recorded losses ({offsets:,} offsets)", err=as_json)
+    names = [c.topic for name in topics or accept for c in contracts_for(name)] or list(CONTRACTS)
+    result = run_verify(names)
     if as_json:
-        click.echo(json.dumps([c.as_dict() for c in checks], indent=2))
+        click.echo(json.dumps([c.as_dict() for c in result.checks], indent=2))
     else:
-        _print_checks(checks)
-    sys.exit(0 if all(c.ok for c in checks) else 1)
+        _print_checks(result.checks)
+    if not result.broker_reachable:
+        click.echo(
+            f"the broker at {settings().bootstrap_servers} does not answer: the lake was checked alone "
+            f"({'exact' if all(c.ok for c in result.checks) else 'with problems'}); run verify again once it is up",
+            err=True,
+        )
+    sys.exit(0 if result.ok else 1)
 
 
 def _print_checks(checks: list) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("topic", "part", "broker", "stored", "rows", "tombstones", "quarantined", "gaps", "lag", "files", "")
+    table = Table(
+        "topic", "part", "broker", "stored", "rows", "tombstones", "quarantined", "lost", "gaps", "lag", "files", ""
+    )
     for c in checks:
         table.add_row(
-            c.topic, str(c.partition),
+            c.topic if c.current else f"{c.topic} (gen {c.generation})", str(c.partition),
             "?" if c.broker_end is None else f"{c.broker_start}-{c.broker_end}",
             "-" if c.stored_from is None else f"{c.stored_from}-{c.stored_to}",
-            str(c.rows), str(c.tombstones), str(c.quarantined), str(c.gaps),
+            str(c.rows), str(c.tombstones), str(c.quarantined), str(c.lost), str(c.gaps),
             "?" if c.lag is None else str(c.lag), str(c.files), "ok" if c.ok else "[red]FAIL[/red]",
         )  # fmt: skip
     Console(width=max(shutil.get_terminal_size().columns, 120)).print(table)
@@ -379,7 +416,7 @@ def status(as_json: bool) -> None:
             else:
                 state = "ok"
             lake = f"{t.stored:,}" + (f" ({t.quarantined:,} quar.)" if t.quarantined else "")
-            broker = "?" if t.broker_end is None else f"{t.broker_end:,}"
+            broker = ("down" if not t.broker_reachable else "?") if t.broker_end is None else f"{t.broker_end:,}"
             lag = "?" if t.lag is None else f"{t.lag:,}"
             table.add_row(label, t.topic, broker, lake, lag, age(t.last_drain), state)
             label = ""
@@ -389,6 +426,8 @@ def status(as_json: bool) -> None:
             table.add_row("", m.mart, "", rows, "", age(m.built), state)
         table.add_section()
     console.print(table)
+    if topics and not topics[0].broker_reachable:
+        console.print(f"[red]the broker at {s.bootstrap_servers} does not answer[/red] (see `lakehouse kafka status`)")
     for t in topics:
         for problem in t.problems:
             console.print(f"[red]{t.topic}: {problem}[/red] (see `lakehouse verify {t.topic}`)")

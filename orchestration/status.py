@@ -24,6 +24,7 @@ class TopicStatus:
     last_drain: float | None  # epoch seconds
     gates: list[str]  # "suite: passed" / "suite: FAILED 3 of 120 rows" / "suite: not run"
     problems: list[str]
+    broker_reachable: bool = True
 
     @property
     def failing(self) -> bool:
@@ -40,13 +41,17 @@ class MartStatus:
 
 
 def topic_status(settings: Settings) -> list[TopicStatus]:
-    checks = verify(list(CONTRACTS), settings)
+    # An operator asking for the status wants an answer now: a broker that does not answer within
+    # a second and a half is shown as down, and the lake is described alone.
+    result = verify(list(CONTRACTS), settings, broker_timeout_s=1.5)
+    checks = result.checks
     with lake.Ledger(settings.ledger_path) as ledger:
         drained = {topic: max((b.committed_at for b in ledger.batches(topic)), default=None) for topic in CONTRACTS}
     statuses = []
     for topic, contract in CONTRACTS.items():
         mine = [c for c in checks if c.topic == topic]
-        reachable = all(c.broker_end is not None for c in mine) and bool(mine)
+        live = [c for c in mine if c.current]
+        reachable = result.broker_reachable and all(c.broker_end is not None for c in live) and bool(live)
         gates = []
         for suite in contract.suites:
             outcome = last_outcome(settings, topic, suite)
@@ -60,13 +65,14 @@ def topic_status(settings: Settings) -> list[TopicStatus]:
             TopicStatus(
                 stream=contract.stream,
                 topic=topic,
-                broker_end=sum(c.broker_end - (c.broker_start or 0) for c in mine) if reachable else None,
+                broker_end=sum(c.broker_end - (c.broker_start or 0) for c in live) if reachable else None,
                 stored=sum(c.rows + c.tombstones + c.quarantined for c in mine),
                 quarantined=sum(c.quarantined for c in mine),
-                lag=sum(c.lag or 0 for c in mine) if reachable else None,
+                lag=sum(c.lag or 0 for c in live) if reachable else None,
                 last_drain=drained[topic],
                 gates=gates,
                 problems=[p for c in mine for p in c.problems],
+                broker_reachable=result.broker_reachable,
             )
         )
     return statuses

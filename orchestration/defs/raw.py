@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ingestion.config import settings
 from ingestion.contracts import Contract
-from ingestion.drain import DrainReport, OffsetRange, drain, pending_ranges
+from ingestion.drain import DrainReport, OffsetRange, TopicChanged, drain, pending_ranges
 from ingestion.kafka import BrokerUnreachable
 from ingestion.streams import STREAMS
 
@@ -53,7 +53,7 @@ def drain_metadata(report: DrainReport) -> dict[str, dg.MetadataValue | int | fl
         f"| {p.bytes} | {p.seconds:.2f} | {p.lag} |"
         for p in report.partitions
     ]
-    return {
+    metadata: dict[str, dg.MetadataValue | int | float | str] = {
         "rows": report.rows,
         "quarantined": report.quarantined,
         "files": len(report.files),
@@ -62,7 +62,19 @@ def drain_metadata(report: DrainReport) -> dict[str, dg.MetadataValue | int | fl
         "lag": sum(p.lag for p in report.partitions),
         "offsets": ", ".join(f"{p.partition}:{p.start}-{p.end}" for p in report.partitions) or "nothing new",
         "partitions": dg.MetadataValue.md("\n".join(lines)),
+        "generation": report.generation,
+        "lost": sum(loss.offsets for loss in report.losses),
     }
+    if report.losses:
+        metadata["losses"] = dg.MetadataValue.md(
+            "**Offsets the broker removed before they were stored** (recorded; `lakehouse verify` fails until "
+            f"`lakehouse verify --accept-loss {report.topic}`):\n\n"
+            + "\n".join(
+                f"- [{loss.partition}] {loss.start}-{loss.end} ({loss.offsets:,}): {loss.reason}"
+                for loss in report.losses
+            )
+        )
+    return metadata
 
 
 def raw_asset(contract: Contract) -> dg.AssetsDefinition:
@@ -79,6 +91,8 @@ def raw_asset(contract: Contract) -> dg.AssetsDefinition:
         context.log.info(
             f"{contract.topic}: {report.rows} rows, {report.quarantined} quarantined in {report.seconds:.1f} s"
         )
+        for loss in report.losses:
+            context.log.warning(f"lost before it was stored: {loss}")
         return dg.MaterializeResult(metadata=drain_metadata(report))
 
     return _raw
@@ -114,9 +128,15 @@ def drain_sensor(stream: str, contracts: tuple[Contract, ...]) -> dg.SensorDefin
             return dg.SkipReason(f"a {job_name} run is still in progress; planning resumes after it")
         ops: dict[str, dict] = {}
         plan_parts = []
+        refused = []
         try:
             for contract in contracts:
-                ranges, _ = pending_ranges(contract)
+                try:
+                    ranges, _ = pending_ranges(contract)
+                except TopicChanged as exc:
+                    context.log.warning(str(exc))
+                    refused.append(str(exc))
+                    continue
                 if ranges:
                     key = raw_asset_key(contract)
                     ops[key.to_python_identifier()] = {"config": {"ranges": [str(r) for r in ranges]}}
@@ -124,7 +144,7 @@ def drain_sensor(stream: str, contracts: tuple[Contract, ...]) -> dg.SensorDefin
         except (KafkaException, BrokerUnreachable) as exc:
             return dg.SkipReason(f"Kafka is not reachable: {exc}")
         if not ops:
-            return dg.SkipReason("no new offsets on " + ", ".join(c.topic for c in contracts))
+            return dg.SkipReason("; ".join(refused) or "no new offsets on " + ", ".join(c.topic for c in contracts))
         plan = ";".join(plan_parts)
         # A run key is used once per sensor: a plan whose run failed gets a fresh key to be retried.
         failed = context.instance.get_runs_count(

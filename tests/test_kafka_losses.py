@@ -1,0 +1,215 @@
+"""What Kafka itself does to a lake: records removed by retention before a drain, a topic deleted and
+created again, and a broker that disappears. Each ends with every offset accounted for (stored,
+quarantined, or a named loss) and the operator told, on the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from tests.cli import LAKEHOUSE, lakehouse, run
+from tests.conftest import free_port_pair, recreate_topics
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "prices"
+
+
+def send(bootstrap: str, count: int, first: int = 0) -> None:
+    """Good ticks, with a plain confluent-kafka producer that shares no code with the product."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i in range(first, first + count):
+        tick = {"ts": f"2021-03-10 16:21:{i % 60:02d}.000", "symbol": "MSFT", "price": 400 + i % 97}
+        producer.produce(TOPIC, key=str(i).encode(), value=json.dumps(tick).encode())
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def watermarks(bootstrap: str) -> dict[int, tuple[int, int]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "losses-check"})
+    try:
+        partitions = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10) for p in partitions}
+    finally:
+        consumer.close()
+
+
+def delete_records_before(bootstrap: str, offsets: dict[int, int]) -> None:
+    """What retention does: the broker's log of each partition now begins at the given offset."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_records([TopicPartition(TOPIC, p, o) for p, o in offsets.items()]).values():
+        future.result()
+
+
+def stored_offsets(home: Path, generation: int = 0) -> dict[int, list[int]]:
+    """Per partition, every offset the raw files and the quarantine hold for one generation, read with DuckDB."""
+    name = "p*.parquet" if generation == 0 else f"g{generation}-p*.parquet"
+    globs = [str(home / "raw" / TOPIC / "**" / name), str(home / "quarantine" / TOPIC / name)]
+    found: dict[int, list[int]] = {}
+    for glob in globs:
+        if not list(Path("/").glob(glob.lstrip("/"))):
+            continue
+        for partition, offset in duckdb.sql(
+            f"select _partition, _offset from read_parquet('{glob}', union_by_name = true, hive_partitioning = false)"
+        ).fetchall():
+            found.setdefault(partition, []).append(offset)
+    return {p: sorted(offsets) for p, offsets in found.items()}
+
+
+def verify_json(*topics: str) -> tuple[int, list[dict]]:
+    result = run("verify", *topics, "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_records_removed_by_retention_before_a_drain_are_a_named_loss_until_an_operator_accepts_it(
+    kafka_env, lake_home
+):
+    recreate_topics(kafka_env, TOPIC)
+    send(kafka_env, 1000)
+    lakehouse("drain", TOPIC)
+    drained = {p: high for p, (_, high) in watermarks(kafka_env).items()}
+    send(kafka_env, 2000, first=1000)
+    removed_to = {p: drained[p] + (high - drained[p]) // 2 for p, (_, high) in watermarks(kafka_env).items()}
+    delete_records_before(kafka_env, removed_to)
+
+    again = run("drain", TOPIC)
+    assert again.returncode == 0, again.stderr
+    lost = sum(removed_to[p] - drained[p] for p in drained)
+    warning = [line for line in again.stderr.splitlines() if "removed by the broker" in line]
+    assert len(warning) == 1 and f"{lost:,} offsets" in warning[0], again.stderr
+    assert f"lakehouse verify --accept-loss {TOPIC}" in warning[0]
+
+    # Every offset the broker ever had is stored once, or inside the named loss.
+    stored = stored_offsets(lake_home)
+    for partition, (low, high) in watermarks(kafka_env).items():
+        assert low == removed_to[partition]
+        assert stored[partition] == list(range(drained[partition])) + list(range(low, high))
+
+    code, checks = verify_json(TOPIC)
+    assert code == 1
+    assert {c["partition"]: c["lost"] for c in checks} == {p: removed_to[p] - drained[p] for p in drained}
+    problems = [line for c in checks for line in c["problems"]]
+    assert len(problems) == 3 and all(line.startswith("lost: offsets ") for line in problems)
+    assert all("retention" in line and "--accept-loss" in line for line in problems)
+    table = run("verify", TOPIC)
+    assert table.returncode == 1 and "removed by the broker before the drain stored them" in table.stdout
+
+    accepted = run("verify", "--accept-loss", TOPIC)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert f"accepted 3 recorded losses ({lost:,} offsets)" in accepted.stdout
+    code, checks = verify_json(TOPIC)
+    assert code == 0 and all(c["lost"] == 0 and c["lost_accepted"] > 0 for c in checks)
+    assert all(any(note.startswith("accepted loss: ") for note in c["notes"]) for c in checks)
+
+
+def test_a_topic_deleted_and_created_again_is_refused_until_a_new_generation_then_stored_once(kafka_env, lake_home):
+    recreate_topics(kafka_env, TOPIC)
+    send(kafka_env, 500)
+    lakehouse("drain", TOPIC)
+    first_generation = {path: path.stat().st_mtime_ns for path in (lake_home / "raw" / TOPIC).rglob("*.parquet")}
+
+    recreate_topics(kafka_env, TOPIC)
+    send(kafka_env, 100, first=500)
+    refused = run("drain", TOPIC)
+    assert refused.returncode == 1
+    assert "deleted and created again" in refused.stderr
+    assert f"`lakehouse drain {TOPIC} --new-generation`" in refused.stderr
+    assert len([line for line in refused.stderr.splitlines() if line.startswith("error:")]) == 1
+    code, checks = verify_json(TOPIC)  # what the lake stored is exact, but the new records wait
+    assert code == 1
+    assert {line for c in checks for line in c["problems"]} == {refused.stderr.splitlines()[0].removeprefix("error: ")}
+
+    lakehouse("drain", TOPIC, "--new-generation")
+    send(kafka_env, 6000, first=600)
+    lakehouse("drain", TOPIC)
+    assert "nothing new" in lakehouse("drain", TOPIC)
+
+    new = stored_offsets(lake_home, generation=1)
+    assert {p: offsets for p, offsets in new.items()} == {
+        p: list(range(low, high)) for p, (low, high) in watermarks(kafka_env).items() if high > low
+    }
+    assert sum(len(offsets) for offsets in new.values()) == 6100
+    assert sum(len(offsets) for offsets in stored_offsets(lake_home).values()) == 500
+    untouched = {path: path.stat().st_mtime_ns for path in first_generation if path.exists()}
+    assert untouched == first_generation  # the first generation's files, as they were
+
+    code, checks = verify_json(TOPIC)
+    assert code == 0, checks
+    assert sum(c["rows"] for c in checks if c["generation"] == 1) == 6100
+    assert sum(c["rows"] for c in checks if c["generation"] == 0) == 500
+    assert all(c["current"] == (c["generation"] == 1) for c in checks)
+    raw_rows = duckdb.sql(
+        f"select count(*) from read_parquet('{lake_home}/raw/{TOPIC}/**/*.parquet', union_by_name = true)"
+    ).fetchone()
+    assert raw_rows == (6600,)  # the topic still reads as one table
+
+
+@pytest.fixture
+def own_broker(monkeypatch: pytest.MonkeyPatch, lake_home: Path):
+    """A broker of this test's own, to kill without disturbing the session's."""
+    from ingestion import local_kafka
+
+    port = free_port_pair()
+    monkeypatch.setenv("LAKEHOUSE_KAFKA_PORT", str(port))
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    local_kafka.start()
+    yield f"127.0.0.1:{port}"
+    local_kafka.stop()
+
+
+def test_a_drain_whose_broker_is_killed_gives_up_saying_so_and_the_next_one_stores_everything_once(
+    own_broker, lake_home
+):
+    from ingestion import local_kafka
+    from ingestion.lake import Ledger
+
+    recreate_topics(own_broker, TOPIC)
+    send(own_broker, 60_000)
+    env = {**os.environ, "LAKEHOUSE_BATCH_MAX_RECORDS": "200", "LAKEHOUSE_DRAIN_STALL_TIMEOUT_S": "5"}
+    drain = subprocess.Popen(
+        [LAKEHOUSE, "drain", TOPIC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    ledger_path = lake_home / "raw" / "_ledger.sqlite"
+    while not (ledger_path.exists() and Ledger(ledger_path).batches(TOPIC)):
+        assert drain.poll() is None, drain.communicate()
+        time.sleep(0.05)
+    broker_pid = int((lake_home / "kafka" / "broker.pid").read_text())
+    os.kill(broker_pid, signal.SIGKILL)
+    # A hang would show here as a timeout; the drain has its own 5 s stall limit and must not wait on the broker.
+    _, stderr = drain.communicate(timeout=120)
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    if drain.returncode != 0:  # it may have finished just before the kill
+        assert errors and "sent nothing for 5 s" in errors[0] and "next drain goes on" in errors[0], stderr
+
+    local_kafka.start()
+    again = run("drain", TOPIC)
+    assert again.returncode == 0, again.stderr
+    stored = stored_offsets(lake_home)
+    for partition, (low, high) in watermarks(own_broker).items():
+        assert stored.get(partition, []) == list(range(low, high))
+    code, checks = verify_json(TOPIC)
+    assert code == 0 and all(c["lag"] == 0 for c in checks)
+
+
+def test_without_a_reachable_broker_verify_fails_saying_it_checked_the_lake_alone_and_status_shows_it_down(
+    lake_home, monkeypatch
+):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port_pair()}")  # nothing listens there
+    result = run("verify")
+    assert result.returncode == 1
+    assert "does not answer: the lake was checked alone" in result.stderr
+
+    document = json.loads(lakehouse("status", "--json"))
+    assert all(not t["broker_reachable"] and t["broker_end"] is None for t in document["topics"])
+    monkeypatch.setenv("COLUMNS", "200")
+    assert "does not answer" in lakehouse("status")
