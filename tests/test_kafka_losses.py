@@ -213,3 +213,35 @@ def test_without_a_reachable_broker_verify_fails_saying_it_checked_the_lake_alon
     assert all(not t["broker_reachable"] and t["broker_end"] is None for t in document["topics"])
     monkeypatch.setenv("COLUMNS", "200")
     assert "does not answer" in lakehouse("status")
+
+
+def generation(topic_id: str | None = "id-1"):
+    from ingestion.lake import Generation
+
+    return Generation(TOPIC, 0, topic_id, 0.0)
+
+
+def test_a_topic_is_the_one_the_lake_stored_while_its_id_and_offsets_agree():
+    from ingestion.drain import identity_problem
+
+    assert identity_problem(TOPIC, generation(), "id-1", {0: 10, 1: 5}, {0: (0, 12), 1: (3, 5), 2: (0, 0)}) is None
+    assert identity_problem(TOPIC, generation(None), None, {0: 10}, {0: (0, 10)}) is None  # an older broker
+    assert identity_problem(TOPIC, generation(), "id-1", {}, {}) is None  # nothing stored, nothing there
+
+
+@pytest.mark.parametrize(
+    ("broker_id", "progress", "marks", "says"),
+    [
+        ("id-2", {0: 10}, {0: (0, 50)}, "deleted and created again (its id is id-2, the lake's is id-1)"),
+        (None, {0: 10}, {0: (0, 4)}, "offsets went backwards ([0] ends at 4, the lake holds up to 10)"),
+        ("id-1", {0: 10, 1: 3}, {0: (0, 10)}, "[1] is gone"),
+        ("id-1", {0: 10}, {}, "no longer on the broker (it was deleted)"),
+    ],
+)
+def test_a_topic_with_another_id_or_fewer_offsets_is_a_new_generation_to_start_by_command(
+    broker_id, progress, marks, says
+):
+    from ingestion.drain import identity_problem
+
+    problem = identity_problem(TOPIC, generation(), broker_id, progress, marks)
+    assert says in problem and f"`lakehouse drain {TOPIC} --new-generation`" in problem
