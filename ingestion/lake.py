@@ -92,6 +92,16 @@ class Batch:
     generation: int = 0
 
 
+def partition_key(generation: int, partition: int) -> str:
+    """How a gate's mark names a partition: `3` in the first generation, `1:3` in a later one."""
+    return f"{generation}:{partition}" if generation else str(partition)
+
+
+def parse_partition_key(key: str) -> tuple[int, int]:
+    generation, _, partition = key.rpartition(":")
+    return int(generation or 0), int(partition)
+
+
 def data_file_name(partition: int, start: int, end: int, generation: int = 0) -> str:
     """A name derived from the offset range, so a retried batch rebuilds the same file; a later
     generation of the topic (its offsets start again at 0) is named apart from the first."""
@@ -274,6 +284,18 @@ class Ledger:
             (topic, current.number, topic, current.number),
         )
         return dict(rows.fetchall())
+
+    def stored_until(self, topic: str) -> dict[tuple[int, int], int]:
+        """Per (generation, partition) of every generation, one past the last offset the lake
+        accounts for: what the gates validate up to, whichever generation a row belongs to."""
+        rows = self._db.execute(
+            "select generation, partition, max(end_offset) from ("
+            "  select generation, partition, end_offset from batches where topic = ?"
+            "  union all select generation, partition, end_offset from losses where topic = ?"
+            ") group by generation, partition",
+            (topic, topic),
+        )
+        return {(g, p): end for g, p, end in rows.fetchall()}
 
     def commit(self, batch: Batch) -> None:
         """The one atomic step that makes a batch part of the lake."""

@@ -245,3 +245,36 @@ def test_a_topic_with_another_id_or_fewer_offsets_is_a_new_generation_to_start_b
 
     problem = identity_problem(TOPIC, generation(), broker_id, progress, marks)
     assert says in problem and f"`lakehouse drain {TOPIC} --new-generation`" in problem
+
+
+def test_the_dagster_raw_asset_shows_a_loss_and_the_sensor_names_a_recreated_topic(kafka_env, lake_home):
+    import dagster as dg
+
+    from ingestion.config import settings
+    from orchestration.dagster_home import prepare_instance
+    from orchestration.definitions import defs as load
+
+    recreate_topics(kafka_env, TOPIC, partitions=1)
+    send(kafka_env, 300)
+    lakehouse("drain", TOPIC)
+    send(kafka_env, 300, first=300)
+    delete_records_before(kafka_env, {0: 450})
+
+    defs = load()
+    instance = dg.DagsterInstance.from_config(str(prepare_instance(settings())))
+    sensor = defs.get_sensor_def("prices_drain_sensor")
+    request = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert isinstance(request, dg.RunRequest), request
+    result = defs.resolve_job_def("prices_pipeline").execute_in_process(
+        run_config=request.run_config, instance=instance, asset_selection=[dg.AssetKey(["raw", TOPIC])]
+    )
+    raw = next(e.materialization.metadata for e in result.get_asset_materialization_events())
+    assert (raw["rows"].value, raw["lost"].value) == (150, 150)
+    assert "[0] 300-450 (150)" in raw["losses"].value and "--accept-loss prices" in raw["losses"].value
+
+    recreate_topics(kafka_env, TOPIC, partitions=1)
+    send(kafka_env, 10)
+    skipped = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert isinstance(skipped, dg.SkipReason)
+    assert "deleted and created again" in skipped.skip_message and "--new-generation" in skipped.skip_message
+    instance.dispose()
