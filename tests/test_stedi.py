@@ -116,6 +116,8 @@ def test_customers_in_every_spelling_latest_scores_and_each_change_published_onc
         }
     )
     assert_every_raw_record_accounted_for(lake_home)
+    left_out = json.loads(lakehouse("status", "--json"))["rejected"]["stedi"]  # and the operator sees them
+    assert left_out == {reason: n for (_, reason), n in rejected_reasons(lake_home).items()}
     expected = {(santosh["email"], 28.5, 1963), (sean["email"], -3.0, 1958), (sarah["email"], -4.0, 1957)}
     assert risk == expected
     years: dict[int, list[float]] = defaultdict(list)
