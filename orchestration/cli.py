@@ -390,13 +390,14 @@ def status(as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from orchestration.status import age, as_dict, mart_status, topic_status
+    from orchestration.status import age, as_dict, mart_status, rejected_counts, topic_status
 
     s = settings()
     topics = topic_status(s)
     marts = mart_status(s, topics)
+    rejected = rejected_counts(s)
     if as_json:
-        click.echo(json.dumps(as_dict(topics, marts), indent=2))
+        click.echo(json.dumps(as_dict(topics, marts, rejected), indent=2))
         return
     # One table, stream by stream: its topics (what the broker and the lake hold, the lag, the last
     # drain, the gates), then its marts (rows, last good build, freshness).
@@ -424,6 +425,9 @@ def status(as_json: bool) -> None:
             state = "[yellow]stale[/yellow]" if m.stale else ("not built" if m.built is None else "fresh")
             rows = "-" if m.rows is None else f"{m.rows:,} rows"
             table.add_row("", m.mart, "", rows, "", age(m.built), state)
+        if rejected.get(stream):  # what staging left out, by reason (see <stream>_rejected_rows)
+            reasons = "; ".join(f"{reason}: {n:,}" for reason, n in rejected[stream].items())
+            table.add_row("", "left out by staging", "", f"{sum(rejected[stream].values()):,} rows", "", "", reasons)
         table.add_section()
     console.print(table)
     if topics and not topics[0].broker_reachable:

@@ -108,10 +108,35 @@ def mart_status(settings: Settings, topics: list[TopicStatus]) -> list[MartStatu
     return statuses
 
 
-def as_dict(topics: list[TopicStatus], marts: list[MartStatus]) -> dict:
+REJECTED_SUFFIX = "_rejected_rows"
+
+
+def rejected_counts(settings: Settings) -> dict[str, dict[str, int]]:
+    """What staging left out, from the latest good build: {stream: {reason: rows}}, read from each
+    `<stream>_rejected_rows` mart it holds (a stream not built yet is absent)."""
+    import duckdb
+
+    snapshot = latest_snapshot(settings)
+    if snapshot is None:
+        return {}
+    counts: dict[str, dict[str, int]] = {}
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        present = {name for (name,) in con.execute("select table_name from duckdb_tables()").fetchall()}
+        for name in sorted(n for n in present if n.endswith(REJECTED_SUFFIX)):
+            rows = con.execute(
+                f'select rejection_reason, count(*) from "{name}" group by all order by 2 desc, 1'
+            ).fetchall()
+            counts[name.removesuffix(REJECTED_SUFFIX)] = {str(reason): n for reason, n in rows}
+    return counts
+
+
+def as_dict(
+    topics: list[TopicStatus], marts: list[MartStatus], rejected: dict[str, dict[str, int]] | None = None
+) -> dict:
     return {
         "topics": [asdict(t) | {"failing": t.failing} for t in topics],
         "marts": [asdict(m) for m in marts],
+        "rejected": rejected or {},
         "at": time.time(),
     }
 

@@ -228,6 +228,12 @@ def test_the_marts_equal_independent_figures_over_every_spelling_then_take_in_a_
     assert_marts_match(lake_home, latest(files))
     (stored,) = mart(lake_home, "select count(*) from int_cms__provider_services_deduped")[0]
     assert stored == len(rows) + 3  # the correction replaced a row; the 2018 rows are new
+    # Staging left out the copyright row of the .txt file, and counted it: raw = staging + rejected.
+    assert mart(lake_home, "select row_id, rejection_reason from cms_rejected_rows") == [
+        ("0000000001", "copyright row")
+    ]
+    raw = mart(lake_home, f"select count(*) from read_parquet('{lake_home}/raw/{TOPIC}/**/*.parquet')")[0][0]
+    assert raw == mart(lake_home, "select count(*) from stg_cms__provider_services")[0][0] + 1
 
     # An incremental build takes in a later correction of one row and nothing else.
     correction = [row(*PROVIDERS[2], "99213", "F", 40, 33.0)]

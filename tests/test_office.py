@@ -76,6 +76,24 @@ def built(home: Path) -> dict:
     return {(start, category): (float(revenue), count) for start, category, revenue, count in rows}
 
 
+def rejected(home: Path) -> set[tuple[str, str, str]]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return set(con.execute("select source_table, row_id, rejection_reason from office_rejected_rows").fetchall())
+
+
+def assert_raw_is_staging_plus_rejected(home: Path) -> None:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        for contract, staging in zip(office.CONTRACTS, ("claims", "diagnoses", "patients"), strict=True):
+            assert contract.table_name == f"office_{staging}"
+            glob = f"{home}/raw/{contract.topic}/**/*.parquet"
+            raw = con.execute(f"select count(*) from read_parquet('{glob}')").fetchone()[0]
+            kept = con.execute(f"select count(*) from stg_office__{staging}").fetchone()[0]
+            left_out = con.execute(
+                "select count(*) from office_rejected_rows where source_table = ?", [contract.table_name]
+            ).fetchone()[0]
+            assert raw == kept + left_out, contract.topic
+
+
 @pytest.mark.integration
 def test_revenue_per_10_minutes_counts_each_claim_once_for_the_patients_diagnosed(kafka_env, lake_home):
     recreate_topics(kafka_env, *(c.topic for c in office.CONTRACTS), partitions=1)
@@ -97,9 +115,20 @@ def test_revenue_per_10_minutes_counts_each_claim_once_for_the_patients_diagnose
     claims += [(claims[3][0], START + 40 * minute), (claims[11][0], START + 41 * minute)]  # re-sent claims
     send(kafka_env, office.DIAGNOSES.topic, diagnoses)
     send(kafka_env, office.CLAIMS.topic, claims)
+    tombstone = Producer({"bootstrap.servers": kafka_env})
+    tombstone.produce(office.CLAIMS.topic, key=b"7", value=None)
+    assert tombstone.flush(30) == 0
     lakehouse("drain", "office")
     out = lakehouse("build", "office")
     assert "stg_office__claims: 30 rows" in out and "stg_office__diagnoses: 5 rows" in out
+    # What staging left out is counted, with why: raw = staging + rejected, per topic.
+    assert rejected(lake_home) == {
+        ("office_claims", "3", "duplicate id: an earlier copy counts"),
+        ("office_claims", "11", "duplicate id: an earlier copy counts"),
+        ("office_claims", "7", "tombstone"),
+        ("office_diagnoses", "2", "duplicate id: an earlier copy counts"),
+    }
+    assert_raw_is_staging_plus_rejected(lake_home)
 
     expected = expected_revenue(claims, diagnoses)
     assert {k for k in expected if k[1] == "Asthma"} and {k for k in expected if k[1] == "Amnesia"}
@@ -116,6 +145,7 @@ def test_revenue_per_10_minutes_counts_each_claim_once_for_the_patients_diagnose
     lakehouse("drain", "office")
     lakehouse("build", "office")
     assert built(lake_home) == expected_revenue(claims + more + later, diagnoses)
+    assert_raw_is_staging_plus_rejected(lake_home)
 
     # A diagnosis that changes windows far older than the late-arrival allowance.
     news = [({"id": 5, "patient_id": 4, "icd10_code": "R41.3"}, START + 190 * minute)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import duckdb
 import pytest
 from confluent_kafka import Producer
 
@@ -47,3 +48,26 @@ def test_status_after_a_drain_and_build_then_after_a_failing_check(kafka_env, la
     monkeypatch.setenv("COLUMNS", "200")  # a wide terminal, so no cell is wrapped
     table = lakehouse("status")
     assert "FAILED 1 of 1 rows" in table and "prices_symbol_stats" in table
+
+
+def test_status_counts_what_staging_left_out_per_stream_and_reason(kafka_env, lake_home, monkeypatch):
+    recreate_topics(kafka_env, "prices", partitions=1)
+    lakehouse("produce", "prices", "--count", "20")
+    producer = Producer({"bootstrap.servers": kafka_env})
+    for _ in range(2):
+        producer.produce("prices", key=b"AAPL", value=None)  # tombstones: staging leaves them out
+    producer.flush(10)
+    assert json.loads(lakehouse("status", "--json"))["rejected"] == {}  # nothing built yet
+
+    lakehouse("drain", "prices")
+    lakehouse("build", "prices")
+    assert json.loads(lakehouse("status", "--json"))["rejected"] == {"prices": {"tombstone": 2}}
+    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+        raw = con.execute(f"select count(*) from read_parquet('{lake_home}/raw/prices/**/*.parquet')").fetchone()[0]
+        kept = con.execute("select count(*) from stg_prices__ticks").fetchone()[0]
+        rejected = con.execute("select row_id, rejection_reason, kafka_offset from prices_rejected_rows").fetchall()
+    assert (raw, kept) == (22, 20)
+    assert sorted(rejected) == [("AAPL", "tombstone", 20), ("AAPL", "tombstone", 21)]
+    monkeypatch.setenv("COLUMNS", "200")
+    table = lakehouse("status")
+    assert "left out by staging" in table and "tombstone: 2" in table

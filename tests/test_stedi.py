@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import duckdb
 import pytest
@@ -20,6 +20,15 @@ from tests.conftest import recreate_topics
 pytestmark = pytest.mark.integration
 
 
+# The Redis connector's record for Sam Test, byte for byte as the STEDI seed's console prints it.
+SAM_LINE = (
+    b'{"key":"Q3VzdG9tZXI=","existType":"NONE","ch":false,"incr":false,"zSetEntries":[{"element":"eyJjdXN0b21lck5h'
+    b"bWUiOiJTYW0gVGVzdCIsImVtYWlsIjoic2FtLnRlc3RAdGVzdC5jb20iLCJwaG9uZSI6IjgwMTU1NTEyMTIiLCJiaXJ0aERheSI6IjIwMDEt"
+    b'MDEtMDMifQ==","score":0.0}],"zsetEntries":[{"element":"eyJjdXN0b21lck5hbWUiOiJTYW0gVGVzdCIsImVtYWlsIjoic2Ft'
+    b'LnRlc3RAdGVzdC5jb20iLCJwaG9uZSI6IjgwMTU1NTEyMTIiLCJiaXJ0aERheSI6IjIwMDEtMDEtMDMifQ==","score":0.0}]}'
+)
+
+
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -30,6 +39,10 @@ def customer_payload(member: dict | str, *, key: str = "Customer", spelling: str
         entries = [{"element": element, "score": 0.0}]
         return {"key": b64(key), "existType": "NONE", "ch": False, "incr": False,
                 "zSetEntries": entries, "zsetEntries": entries}  # fmt: skip
+    if spelling == "readme":  # the README's formatted version: `__`-wrapped key and zSetEntries element
+        return {"key": f"__{b64(key)}__", "existType": "NONE", "Ch": False, "Incr": False,
+                "zSetEntries": [{"element": f"__{element}__", "Score": 0.0}],
+                "zsetEntries": [{"element": element, "Score": 0.0}]}  # fmt: skip
     # The README's "formatted" spelling, with only one of the entry fields.
     return {"Key": b64(key), "ExistType": "NONE", "Ch": False, "Incr": False,
             "ZsetEntries": [{"Element": element, "Score": 0.0}]}  # fmt: skip
@@ -89,6 +102,22 @@ def test_customers_in_every_spelling_latest_scores_and_each_change_published_onc
         by_year = set(con.execute("select birth_year, customers, avg_score from stedi_risk_by_birth_year").fetchall())
         customers = {r[0] for r in con.execute("select email from stg_stedi__customers").fetchall()}
     assert customers == {santosh["email"], sean["email"], sarah["email"], "Frank.Aristotle@test.com"}
+    # Every record staging left out is counted with its reason: raw = staging + rejected.
+    assert rejected_reasons(lake_home) == Counter(
+        {
+            ("redis_server", "superseded by a later write of the same email"): 1,  # Sarah's first birthday
+            ("redis_server", "member without email"): 1,
+            ("redis_server", "Redis key RapidStepTest, not Customer"): 1,
+            ("redis_server", "Redis key testkey, not Customer"): 1,
+            ("redis_server", "key not base64"): 1,
+            ("redis_server", "entry element not a JSON object"): 1,
+            ("redis_server", "not a JSON object"): 1,
+            ("redis_server", "tombstone"): 1,
+        }
+    )
+    assert_every_raw_record_accounted_for(lake_home)
+    left_out = json.loads(lakehouse("status", "--json"))["rejected"]["stedi"]  # and the operator sees them
+    assert left_out == {reason: n for (_, reason), n in rejected_reasons(lake_home).items()}
     expected = {(santosh["email"], 28.5, 1963), (sean["email"], -3.0, 1958), (sarah["email"], -4.0, 1957)}
     assert risk == expected
     years: dict[int, list[float]] = defaultdict(list)
@@ -133,3 +162,114 @@ def read_all(bootstrap: str, topic: str) -> list[bytes]:
             values.append(message.value())
     consumer.close()
     return values
+
+
+def rejected_reasons(lake_home) -> Counter:
+    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+        return Counter(con.execute("select source_table, rejection_reason from stedi_rejected_rows").fetchall())
+
+
+def assert_every_raw_record_accounted_for(lake_home, members_beyond_one: int = 0) -> None:
+    """Per topic, each raw record is in staging or among the rejected rows, and the counts add up:
+    raw rows = staging rows + rejected rows (a payload with several members counts each of them)."""
+    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+        for table, topic, staging in (
+            ("redis_server", stedi.REDIS.topic, "stg_stedi__customers"),
+            ("stedi_events", stedi.EVENTS.topic, "stg_stedi__risk_events"),
+        ):
+            raw = set(con.execute(
+                f"select _partition, _offset from read_parquet('{lake_home}/raw/{topic}/**/*.parquet')"
+            ).fetchall())  # fmt: skip
+            kept = con.execute(f"select kafka_partition, kafka_offset from {staging}").fetchall()
+            rejected = con.execute(
+                "select kafka_partition, kafka_offset from stedi_rejected_rows where source_table = ?", [table]
+            ).fetchall()
+            assert len(kept) + len(rejected) == len(raw) + (members_beyond_one if table == "redis_server" else 0), table
+            assert set(kept) | set(rejected) == raw, table
+
+
+def test_payloads_in_every_spelling_the_seed_shows_reach_the_marts_and_the_score_topic(kafka_env, lake_home):
+    recreate_topics(kafka_env, stedi.REDIS.topic, stedi.EVENTS.topic, stedi.SCORE_TOPIC, partitions=1)
+    people = [person(name, 1940 + i) for i, name in enumerate(
+        ["Gail Spencer", "Craig Lincoln", "Edward Wu", "Lyn Davis", "Jason Mitra", "Dan Phillips", "Suresh Clark"]
+    )]  # fmt: skip
+    gail, craig, edward, lyn, jason, dan, suresh = people
+    element = b64(json.dumps(edward))
+    lyn_element = b64(json.dumps(lyn))
+    redis = [
+        # The real console output's shape, for Gail (Sam Test's line goes verbatim, below).
+        customer_payload(gail),
+        # The README's formatted version: `__` around the key and the zSetEntries element, Ch/Incr/Score.
+        customer_payload(craig, spelling="readme"),
+        # zSetEntries malformed, zsetEntries valid: the valid copy makes up for it.
+        {
+            "key": b64("Customer"),
+            "existType": "NONE",
+            "ch": False,
+            "incr": False,
+            "zSetEntries": [{"element": "%%% not base64 %%%", "score": 0.0}],
+            "zsetEntries": [{"element": element, "score": 0.0}],
+        },
+        # And the other way round, with a wrapped key and a list that is not a list at all.
+        {
+            "Key": f"__{b64('Customer')}__",
+            "ZSETENTRIES": "not a list",
+            "zSetEntries": [{"Element": f"__{lyn_element}__", "Score": 0.0}],
+            "zsetEntries": [{"Element": "__bm90IGpzb24=__", "Score": 0.0}],
+        },
+        # Only the wrapped list.
+        {
+            "key": f"__{b64('Customer')}__",
+            "Ch": False,
+            "Incr": False,
+            "zSetEntries": [{"element": f"__{b64(json.dumps(jason))}__", "Score": 0.0}],
+        },
+        # The README's capitalised single list.
+        customer_payload(dan, spelling="formatted"),
+        # Two members in one payload, each list carrying both.
+        {
+            "key": b64("Customer"),
+            "zSetEntries": [
+                {"element": b64(json.dumps(suresh)), "score": 0.0},
+                {"element": b64(json.dumps(person("Gail Clark", 1962))), "score": 1.0},
+            ],
+            "zsetEntries": [
+                {"element": b64(json.dumps(suresh)), "score": 0.0},
+                {"element": b64(json.dumps(person("Gail Clark", 1962))), "score": 1.0},
+            ],
+        },
+        # Left out, each for its reason.
+        {"key": b64("Customer"), "zSetEntries": [{"element": "%%%", "score": 0.0}], "zsetEntries": ["x"]},
+        {"key": b64("Customer"), "existType": "NONE"},
+        {"key": b64("Customer"), "zSetEntries": []},
+        {"existType": "NONE", "zSetEntries": [{"element": element}]},
+        customer_payload({"customerName": "No Birthday", "email": "No.Birthday@test.com"}),
+        {**customer_payload(person("Gail Spencer", 1940), key="SortedSet"), "key": "__U29ydGVkU2V0__"},
+    ]
+    values: list[bytes | None] = [SAM_LINE, *(json.dumps(p).encode() for p in redis)]
+    send(kafka_env, stedi.REDIS.topic, values)
+    emails = [p["email"] for p in people] + ["sam.test@test.com", "Gail.Clark@test.com"]
+    send(kafka_env, stedi.EVENTS.topic, [event(email, -1.0 - i, "14T08:00:00.000") for i, email in enumerate(emails)])
+    lakehouse("drain", "stedi")
+    out = lakehouse("build", "stedi")
+    assert f"stedi: published {len(emails)} new or changed rows" in out
+
+    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+        customers = {r[0] for r in con.execute("select email from stg_stedi__customers").fetchall()}
+        risk = {r[0] for r in con.execute("select customer from stedi_customer_risk").fetchall()}
+        scored = con.execute("select sum(customers) from stedi_risk_by_birth_year").fetchone()[0]
+    assert customers == risk == set(emails)
+    assert scored == len(emails)
+    assert {json.loads(v)["customer"] for v in published(stedi.SCORE_TOPIC).values()} == set(emails)
+
+    assert rejected_reasons(lake_home) == Counter(
+        {
+            ("redis_server", "entry element not base64"): 1,  # neither list makes up for it
+            ("redis_server", "no entry list"): 1,
+            ("redis_server", "empty entry list"): 1,
+            ("redis_server", "no key"): 1,
+            ("redis_server", "member without birthDay"): 1,
+            ("redis_server", "Redis key SortedSet, not Customer"): 1,
+        }
+    )
+    assert_every_raw_record_accounted_for(lake_home, members_beyond_one=1)  # Suresh and Gail Clark, one payload

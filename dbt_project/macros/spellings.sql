@@ -33,6 +33,12 @@
 {% endmacro %}
 
 
+{#- A field as text under whichever of its spellings the files have; blank is null. -#}
+{% macro spelled_text(columns, spellings) -%}
+  nullif(trim({{ spelled(columns, spellings) }}), '')
+{%- endmacro %}
+
+
 {% macro clean_number(column, type='decimal(38, 10)') %}
   {#- Portal exports quote numbers with thousands separators ("1,101.6777778"). -#}
   try_cast(replace({{ column }}, ',', '') as {{ type }})

@@ -14,7 +14,7 @@ spelled as (
 
     select
         {%- for field, spellings in var('cms_spellings').items() %}
-        nullif(trim({{ spelled(columns, spellings) }}), '') as {{ field }},
+        {{ spelled_text(columns, spellings) }} as {{ field }},
         {%- endfor %}
         {{ spelled(columns, ['_header_data_year']) }} as data_year,
         _partition,
@@ -68,8 +68,8 @@ typed as (
         cast(_timestamp as timestamptz) as kafka_timestamp
 
     from spelled
-    -- The CMS .txt files carry a copyright notice as their first data row.
-    where npi is distinct from '0000000001'
+    -- The CMS .txt files carry a copyright notice as their first data row (counted in cms_rejected_rows).
+    where not {{ cms_copyright_row('npi') }}
 
 )
 

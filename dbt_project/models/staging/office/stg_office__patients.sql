@@ -15,7 +15,10 @@ latest as (
         first_name,
         last_name,
         try_cast(birth_date as date) as birth_date,
-        gender
+        gender,
+        cast(_timestamp as timestamptz) as kafka_timestamp,
+        cast(_partition as integer) as kafka_partition,
+        cast(_offset as bigint) as kafka_offset
 
     from source
     qualify row_number() over (partition by id order by _timestamp desc, _partition desc, _offset desc) = 1

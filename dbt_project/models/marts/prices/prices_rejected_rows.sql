@@ -1,0 +1,26 @@
+-- Every record of `prices` that staging leaves out, with why: stg_prices__ticks leaves out tombstones only.
+
+with
+
+source as (
+
+    select * from {{ raw_source('prices') }}
+
+),
+
+rejected as (
+
+    select
+        'prices' as source_table,
+        cast(_key as varchar) as row_id,
+        'tombstone' as rejection_reason,
+        cast(_partition as integer) as kafka_partition,
+        cast(_offset as bigint) as kafka_offset,
+        cast(_timestamp as timestamptz) as kafka_timestamp
+
+    from source
+    where coalesce(_tombstone, false)
+
+)
+
+select * from rejected
