@@ -281,7 +281,17 @@ def validate(
     spelling a row arrived in; the suite's `meta` says which rows it skips and which text
     fields it reads as numbers.
     """
-    document = load_suite(stream, suite)
+    return validate_suite(frame, load_suite(stream, suite), sample_size=sample_size, aliases=aliases)
+
+
+def validate_suite(
+    frame: pd.DataFrame,
+    document: Mapping[str, Any],
+    sample_size: int = 10,
+    aliases: Mapping[str, tuple[str, ...]] | None = None,
+) -> SuiteOutcome:
+    """Run a suite given as its JSON document (`name`, `meta`, `expectations`) over the rows."""
+    suite = document["name"]
     meta = document.get("meta", {})
     for expectation in document["expectations"]:
         _check_declared(suite, expectation)

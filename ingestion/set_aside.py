@@ -190,7 +190,7 @@ def release(settings: Settings, topic: str, coordinates: list[tuple[int, int]], 
     released: set[tuple[int, int]] = set()
     with _locked(settings, topic):
         for path in _files(settings, topic):
-            table = pq.read_table(path, schema=SCHEMA)
+            table = pq.read_table(path)  # with its metadata: the suite and range it was written for
             frame = table.to_pandas()
             hit = [
                 (int(p), int(o)) in wanted and (suite is None or s == suite)
