@@ -22,9 +22,8 @@ class TopicStatus:
     quarantined: int
     lag: int | None
     last_drain: float | None  # epoch seconds
-    gates: list[
-        str
-    ]  # "suite: passed" / "suite: passed, 3 of 120 rows set aside" / "suite: BLOCKED: why" / "suite: not run"
+    # "suite: passed" / "suite: passed, 3 of 120 rows set aside" / "suite: BLOCKED: why" / "suite: not run"
+    gates: list[str]
     problems: list[str]
     set_aside: int = 0  # raw rows a gate set aside (among `stored`; staging does not read them)
 
