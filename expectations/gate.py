@@ -1,10 +1,20 @@
 """The quality gate of a raw topic: run a suite over what arrived since the gate last passed.
 
-The gate keeps, per topic and suite, the offsets up to which the raw rows have passed
+The gate keeps, per topic and suite, the offsets up to which the raw rows have been dealt with
 (`<LAKEHOUSE_HOME>/gates/<topic>/<suite>.json`). Each run validates the rows from there to
-what the lake had committed when the run began, in pieces of bounded size, and moves the
-mark only when every piece passed: a failing batch keeps failing until it is dealt with,
-and a large backlog is validated once, not again at every run.
+what the lake had committed when the run began, in pieces of bounded size, and decides over
+the whole range what each failing expectation does (`expectations/validation.py`):
+
+- rows that failed a `set_aside` expectation are recorded in `ingestion/set_aside.py` (staging
+  no longer reads them), then the mark moves past the range: the rest flows on;
+- a `block` (a table-level expectation, a `mostly` exceeded, an expectation that could not run)
+  sets nothing aside and leaves the mark where it was: the range is validated again at every
+  run, and staging reads none of it, until the producer or the suite is fixed;
+- a `warn` is only recorded.
+
+The set-aside file is in place before the mark moves, and its name is derived from the range,
+so a run retried after a crash at any point sets the same rows aside once. A large backlog is
+validated once, not again at every run.
 """
 
 from __future__ import annotations
@@ -12,10 +22,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from expectations.validation import SuiteOutcome, combine, validate
+from ingestion import set_aside
 from ingestion.config import Settings
 from ingestion.contracts import Contract
 from ingestion.lake import Ledger, read_raw
@@ -28,10 +39,24 @@ class GateOutcome:
     outcome: SuiteOutcome
     since: dict[int, int] = field(default_factory=dict)  # partition -> first offset validated
     until: dict[int, int] = field(default_factory=dict)  # partition -> one past the last offset validated
+    stream: str = ""
 
     def offsets(self) -> str:
         ranges = [f"{p}:{self.since.get(p, 0)}-{end}" for p, end in sorted(self.until.items())]
         return ", ".join(ranges) or "nothing stored"
+
+    @property
+    def blocked(self) -> bool:
+        return self.outcome.blocked
+
+
+def what_to_do(stream: str, suite: str) -> str:
+    """What an operator does about a blocked gate."""
+    return (
+        f"the marts keep their last good state; fix the producer, or the suite "
+        f"(expectations/{stream}/{suite}.json: its mostly or on_failure) if it is wrong, "
+        f"then run `lakehouse build {stream}` again"
+    )
 
 
 def mark_path(settings: Settings, topic: str, suite: str) -> Path:
@@ -54,24 +79,45 @@ def _save_json(path: Path, document: dict) -> None:
 
 
 def run_gate(settings: Settings, contract: Contract, suite: str, chunk_rows: int = 250_000) -> GateOutcome:
-    """Validate the rows stored since the gate last passed; move the mark if they pass."""
+    """Validate the rows stored since the gate's mark; set failing rows aside and move the mark,
+    unless the suite blocks."""
     since = passed_until(settings, contract.topic, suite)
     with Ledger(settings.ledger_path) as ledger:
         until = ledger.progress(contract.topic)
     # A partition the mark is ahead of (a lake rebuilt from scratch) is validated from its start.
     since = {p: o for p, o in since.items() if o <= until.get(p, 0)}
-    outcomes = [
-        validate(frame, contract.stream, suite, aliases=contract.aliases)
-        for frame in read_raw(settings, contract.topic, since=since, until=until, chunk_rows=chunk_rows)
-    ]
-    outcome = combine(outcomes) if outcomes else SuiteOutcome(suite, success=True, row_count=0, failing_rows=0)
-    if outcome.success:
+    span = sum(end - since.get(p, 0) for p, end in until.items())
+    pieces: list[SuiteOutcome] = []
+    for frame in read_raw(settings, contract.topic, since=since, until=until, chunk_rows=chunk_rows):
+        pieces.append(validate(frame, contract.stream, suite, aliases=contract.aliases))
+        if _surely_blocked(pieces, span):
+            # Nothing of a blocked range is set aside: its failing rows need not be kept.
+            pieces = [replace(p, failures=p.failures[:0]) for p in pieces]
+    outcome = combine(pieces) if pieces else SuiteOutcome(suite, success=True, row_count=0, failing_rows=0)
+    if not outcome.blocked:
+        set_aside.record(settings, contract.topic, suite, since, until, outcome.set_aside)
         _save_json(mark_path(settings, contract.topic, suite), {str(p): o for p, o in sorted(until.items())})
     _save_json(
         last_outcome_path(settings, contract.topic, suite),
-        {"passed": outcome.success, "rows": outcome.row_count, "failing_rows": outcome.failing_rows, "at": time.time()},
+        {
+            "passed": not outcome.blocked,
+            "rows": outcome.row_count,
+            "failing_rows": outcome.failing_rows,
+            "set_aside": 0 if outcome.blocked else outcome.set_aside_rows,
+            "blocked": outcome.blocked_because,
+            "warned": [f"{e.label} failed on {e.unexpected} rows" for e in outcome.warned],
+            "at": time.time(),
+        },
     )
-    return GateOutcome(contract.topic, suite, outcome, since=since, until=until)
+    return GateOutcome(contract.topic, suite, outcome, since=since, until=until, stream=contract.stream)
+
+
+def _surely_blocked(pieces: list[SuiteOutcome], span: int) -> bool:
+    """Whether the range blocks whatever its other pieces hold: judged over `span`, the most rows
+    the range can have, a `mostly` exceeded now stays exceeded."""
+    probe = combine([replace(p, expectations=[replace(e) for e in p.expectations]) for p in pieces])
+    probe.row_count = max(probe.row_count, span)
+    return probe.decide().blocked
 
 
 def last_outcome_path(settings: Settings, topic: str, suite: str) -> Path:
@@ -79,6 +125,7 @@ def last_outcome_path(settings: Settings, topic: str, suite: str) -> Path:
 
 
 def last_outcome(settings: Settings, topic: str, suite: str) -> dict | None:
-    """How the suite's last run over the topic went: passed, rows, failing_rows, at (epoch seconds)."""
+    """How the suite's last run over the topic went: passed (not blocked), rows, failing_rows,
+    set_aside (rows), blocked (why), warned (what), at (epoch seconds)."""
     path = last_outcome_path(settings, topic, suite)
     return json.loads(path.read_text()) if path.exists() else None

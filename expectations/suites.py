@@ -13,6 +13,10 @@ class UnknownSuite(LookupError):
     pass
 
 
+class InvalidSuite(ValueError):
+    """A suite that says something the gate cannot do (an unknown `on_failure`, a `mostly` out of range)."""
+
+
 def suite_path(stream: str, suite: str) -> Path:
     return SUITES_DIR / stream / f"{suite}.json"
 

@@ -52,6 +52,10 @@ class Settings:
         return self.home / "gates"
 
     @property
+    def set_aside_dir(self) -> Path:
+        return self.home / "set_aside"
+
+    @property
     def ledger_path(self) -> Path:
         return self.raw_dir / "_ledger.sqlite"
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import duckdb
 from confluent_kafka import Consumer, KafkaException
 
-from ingestion import kafka, lake
+from ingestion import kafka, lake, set_aside
 from ingestion.config import Settings
 from ingestion.config import settings as current_settings
 from ingestion.drain import identity_problem
@@ -39,6 +39,8 @@ class PartitionCheck:
     rows: int = 0  # payload rows, tombstones not included
     tombstones: int = 0
     quarantined: int = 0
+    # Raw rows a quality gate set aside (ingestion/set_aside.py): counted among `rows`, not read by staging.
+    set_aside: int = 0
     files: int = 0
     # Offsets inside the stored ranges that hold no record: transaction markers and compacted
     # records leave these legally.
@@ -127,6 +129,7 @@ def verify_topic(topic: str, s: Settings, consumer: Consumer | None) -> list[Par
         marks = {}
     keys = {(b.generation, b.partition) for b in batches} | {(loss.generation, loss.partition) for loss in losses}
     keys |= {(live, p) for p in marks or {}}
+    aside = set_aside.counts(s, topic)
     checks = []
     for generation, partition in sorted(keys):
         mine = [b for b in batches if (b.generation, b.partition) == (generation, partition)]
@@ -145,6 +148,7 @@ def verify_topic(topic: str, s: Settings, consumer: Consumer | None) -> list[Par
             rows=sum(b.rows for b in mine),
             tombstones=sum(b.tombstones for b in mine),
             quarantined=sum(b.quarantined for b in mine),
+            set_aside=aside.get(partition, 0) if is_live else 0,
             files=len({name for b in mine for name in b.files}),  # a compacted file serves many batches
             generation=generation,
             current=is_live,

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from expectations import SuiteOutcome
-from expectations.gate import run_gate
+from expectations.gate import GateOutcome, run_gate
 from ingestion.config import settings
 from ingestion.contracts import Contract
 from ingestion.lake import has_raw_files
@@ -18,7 +17,7 @@ from orchestration.snapshots import publish_snapshot
 @dataclass
 class StreamBuild:
     stream: str
-    gates: list[tuple[str, SuiteOutcome]] = field(default_factory=list)
+    gates: list[tuple[str, GateOutcome]] = field(default_factory=list)
     dbt_ran: bool = False
     dbt_succeeded: bool = False
     row_counts: dict[str, int] = field(default_factory=dict)
@@ -27,16 +26,17 @@ class StreamBuild:
 
     @property
     def gates_passed(self) -> bool:
-        return all(outcome.success for _, outcome in self.gates)
+        """No gate blocked (rows set aside or warnings do not stop the models)."""
+        return not any(gate.blocked for _, gate in self.gates)
 
     @property
     def succeeded(self) -> bool:
         return bool(self.nothing_stored) or (self.gates_passed and self.dbt_succeeded)
 
 
-def run_gates(contracts: tuple[Contract, ...]) -> list[tuple[str, SuiteOutcome]]:
+def run_gates(contracts: tuple[Contract, ...]) -> list[tuple[str, GateOutcome]]:
     s = settings()
-    return [(f"{c.topic}/{suite}", run_gate(s, c, suite).outcome) for c in contracts for suite in c.suites]
+    return [(f"{c.topic}/{suite}", run_gate(s, c, suite)) for c in contracts for suite in c.suites]
 
 
 def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:

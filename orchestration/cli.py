@@ -288,15 +288,14 @@ def _print_checks(checks: list) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(
-        "topic", "part", "broker", "stored", "rows", "tombstones", "quarantined", "lost", "gaps", "lag", "files", ""
-    )
+    columns = ["topic", "part", "broker", "stored", "rows", "tombstones", "quarantined", "set aside", "lost", "gaps"]
+    table = Table(*columns, "lag", "files", "")
     for c in checks:
         table.add_row(
             c.topic if c.current else f"{c.topic} (gen {c.generation})", str(c.partition),
             "?" if c.broker_end is None else f"{c.broker_start}-{c.broker_end}",
             "-" if c.stored_from is None else f"{c.stored_from}-{c.stored_to}",
-            str(c.rows), str(c.tombstones), str(c.quarantined), str(c.lost), str(c.gaps),
+            str(c.rows), str(c.tombstones), str(c.quarantined), str(c.set_aside), str(c.lost), str(c.gaps),
             "?" if c.lag is None else str(c.lag), str(c.files), "ok" if c.ok else "[red]FAIL[/red]",
         )  # fmt: skip
     Console(width=max(shutil.get_terminal_size().columns, 120)).print(table)
@@ -344,13 +343,10 @@ def build(stream: str | None) -> None:
         if result.nothing_stored:
             click.echo(f"{name}: nothing stored yet in {', '.join(result.nothing_stored)}; drain it first")
             continue
-        for suite, outcome in result.gates:
-            state = "passed" if outcome.success else f"FAILED: {outcome.failing_rows} of {outcome.row_count} rows"
-            click.echo(f"gate {suite}: {state}")
-            if not outcome.success:
-                click.echo(outcome.to_markdown())
+        for suite, gate in result.gates:
+            _print_gate(suite, gate)
         if not result.gates_passed:
-            click.echo(f"{name}: dbt models not built, a quality gate failed")
+            click.echo(f"{name}: dbt models not built, a quality gate blocked")
         for model, rows in result.row_counts.items():
             click.echo(f"{model}: {rows} rows")
         if result.published is not None:
@@ -359,6 +355,25 @@ def build(stream: str | None) -> None:
             click.echo(f"{name}: dbt build failed; see the log above")
         failed |= not result.succeeded
     sys.exit(1 if failed else 0)
+
+
+def _print_gate(name: str, gate) -> None:
+    """passed / N rows set aside, with their reasons / BLOCKED, with why and what to do."""
+    from expectations.gate import what_to_do
+
+    outcome = gate.outcome
+    click.echo(f"gate {name}: {outcome.summary()}")
+    if gate.blocked:
+        click.echo(outcome.to_markdown())
+        click.echo(f"what to do: {what_to_do(gate.stream, gate.suite)}")
+        return
+    shown = outcome.set_aside.head(20)
+    for partition, offset, reason in zip(shown["_partition"], shown["_offset"], shown["reason"], strict=True):
+        click.echo(f"  set aside {gate.topic}[{partition}]@{offset}: {reason}")
+    if len(outcome.set_aside) > len(shown):
+        click.echo(
+            f"  ... and {len(outcome.set_aside) - len(shown)} more (`lakehouse verify {gate.topic}` counts them)"
+        )
 
 
 @cli.command()
@@ -390,6 +405,7 @@ def status(as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from expectations.gate import what_to_do
     from orchestration.status import age, as_dict, mart_status, rejected_counts, topic_status
 
     s = settings()
@@ -407,7 +423,7 @@ def status(as_json: bool) -> None:
         label = stream
         for t in (t for t in topics if t.stream == stream):
             results = [g.split(": ", 1)[1] for g in t.gates]
-            failed = [r for r in results if r.startswith("FAILED")]
+            failed = [r for r in results if r.startswith("BLOCKED")]
             if t.problems:
                 state = "[red]verify fails[/red]"
             elif failed:
@@ -416,7 +432,9 @@ def status(as_json: bool) -> None:
                 state = "no gate run"
             else:
                 state = "ok"
-            lake = f"{t.stored:,}" + (f" ({t.quarantined:,} quar.)" if t.quarantined else "")
+            held = [f"{t.quarantined:,} quar."] if t.quarantined else []
+            held += [f"{t.set_aside:,} set aside"] if t.set_aside else []
+            lake = f"{t.stored:,}" + (f" ({', '.join(held)})" if held else "")
             broker = ("down" if not t.broker_reachable else "?") if t.broker_end is None else f"{t.broker_end:,}"
             lag = "?" if t.lag is None else f"{t.lag:,}"
             table.add_row(label, t.topic, broker, lake, lag, age(t.last_drain), state)
@@ -435,6 +453,9 @@ def status(as_json: bool) -> None:
     for t in topics:
         for problem in t.problems:
             console.print(f"[red]{t.topic}: {problem}[/red] (see `lakehouse verify {t.topic}`)")
+        for gate in (g for g in t.gates if ": BLOCKED" in g):
+            suite = gate.split(": ", 1)[0]
+            console.print(f"[red]{t.topic}: gate {gate}[/red]; {what_to_do(t.stream, suite)}", highlight=False)
 
 
 @cli.command()

@@ -22,13 +22,15 @@ class TopicStatus:
     quarantined: int
     lag: int | None
     last_drain: float | None  # epoch seconds
-    gates: list[str]  # "suite: passed" / "suite: FAILED 3 of 120 rows" / "suite: not run"
+    # "suite: passed" / "suite: passed, 3 of 120 rows set aside" / "suite: BLOCKED: why" / "suite: not run"
+    gates: list[str]
     problems: list[str]
     broker_reachable: bool = True
+    set_aside: int = 0  # raw rows a gate set aside (among `stored`; staging does not read them)
 
     @property
     def failing(self) -> bool:
-        return any("FAILED" in g for g in self.gates) or bool(self.problems)
+        return any(": BLOCKED" in g for g in self.gates) or bool(self.problems)
 
 
 @dataclass
@@ -57,10 +59,8 @@ def topic_status(settings: Settings) -> list[TopicStatus]:
             outcome = last_outcome(settings, topic, suite)
             if outcome is None:
                 gates.append(f"{suite}: not run")
-            elif outcome["passed"]:
-                gates.append(f"{suite}: passed")
             else:
-                gates.append(f"{suite}: FAILED {outcome['failing_rows']} of {outcome['rows']} rows")
+                gates.append(f"{suite}: {gate_state(outcome)}")
         statuses.append(
             TopicStatus(
                 stream=contract.stream,
@@ -73,9 +73,18 @@ def topic_status(settings: Settings) -> list[TopicStatus]:
                 gates=gates,
                 problems=[p for c in mine for p in c.problems],
                 broker_reachable=result.broker_reachable,
+                set_aside=sum(c.set_aside for c in mine),
             )
         )
     return statuses
+
+
+def gate_state(outcome: dict) -> str:
+    """A gate's last run in a few words: passed, with the rows it set aside, or BLOCKED and why."""
+    if not outcome["passed"]:
+        return "BLOCKED: " + "; ".join(outcome.get("blocked") or [f"{outcome['failing_rows']} rows failing"])
+    aside = outcome.get("set_aside", 0)
+    return "passed" + (f", {aside} of {outcome['rows']} rows set aside" if aside else "")
 
 
 def mart_status(settings: Settings, topics: list[TopicStatus]) -> list[MartStatus]:

@@ -1,4 +1,4 @@
-"""The raw-prices suite, run by Great Expectations over DataFrames as the gate runs it."""
+"""The suites, run by Great Expectations over DataFrames as the gate runs them, and what each failure does."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from expectations import UnknownSuite, combine, stream_suites, validate
+from expectations import InvalidSuite, UnknownSuite, combine, load_suite, stream_suites, validate, validate_suite
 from ingestion.streams import CONTRACTS, cms
 
 
@@ -49,7 +49,121 @@ def test_a_negative_price_an_unknown_symbol_and_a_null_price_fail_with_a_sample_
     assert outcome.failing_rows == 3
     assert outcome.failing_sample["_offset"].tolist() == [1, 2, 3]
     report = outcome.to_markdown()
-    assert "FAILED" in report and "-5.0" in report and "XXX" in report
+    assert "3 of 4 rows set aside" in report and "-5.0" in report and "XXX" in report
+
+
+def test_failing_rows_are_set_aside_each_with_the_suite_expectation_column_and_value_as_reason():
+    outcome = validate(
+        ticks(("AAPL", 238.32), ("APPL", 238.1), ("AAPL", -5.0), ("MSFT", 410.0)), "prices", "raw_prices"
+    )
+    assert not outcome.blocked
+    assert outcome.set_aside_rows == 2
+    aside = outcome.set_aside.sort_values("_offset")
+    assert aside[["_partition", "_offset", "column", "value"]].values.tolist() == [
+        [0, 1, "symbol", "APPL"],
+        [0, 2, "price", "-5.0"],
+    ]
+    assert aside["expectation"].tolist() == ["expect_column_values_to_be_in_set", "expect_column_values_to_be_between"]
+    assert aside["reason"].tolist()[0].startswith("raw_prices: symbol = APPL fails expect_column_values_to_be_in_set(")
+    assert outcome.summary() == "2 of 4 rows set aside"
+
+
+def test_a_row_failing_two_expectations_is_one_row_set_aside_with_two_reasons():
+    suite = {
+        "name": "two",
+        "expectations": [
+            {"type": "expect_column_values_to_be_between", "kwargs": {"column": "price", "min_value": 0}},
+            {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "symbol", "value_set": ["AAPL"]}},
+        ],
+    }
+    outcome = validate_suite(ticks(("APPL", -1.0), ("AAPL", 1.0)), suite)
+    assert (outcome.set_aside_rows, len(outcome.set_aside)) == (1, 2)
+
+
+def test_a_warning_is_recorded_and_nothing_is_set_aside_or_blocked():
+    outcome = validate(ticks(("AAPL", 238.32), ("AAPL", 250_000.0)), "prices", "raw_prices")
+    assert not outcome.success and not outcome.blocked
+    assert outcome.set_aside.empty
+    assert [(e.column, e.action, e.unexpected) for e in outcome.warned] == [("price", "warned", 1)]
+    assert outcome.summary() == "passed (2 rows); warned: expect_column_values_to_be_between(price) failed on 1 rows"
+
+
+def test_more_failing_rows_than_mostly_allows_block_and_set_nothing_aside():
+    outcome = validate(ticks(*[("APPL", 238.0)] * 6, *[("AAPL", 238.0)] * 94), "prices", "raw_prices")
+    assert outcome.blocked and outcome.set_aside.empty
+    assert outcome.blocked_because == [
+        "expect_column_values_to_be_in_set(symbol) failed on 6 of 100 rows, more than the 5% its mostly 0.95 allows"
+    ]
+    assert "BLOCKED" in outcome.to_markdown()
+
+
+def test_one_bad_record_in_a_small_batch_is_set_aside_not_blocked():
+    # The share a mostly allows is taken over at least 100 rows: one bad record is not a broken producer.
+    alone = validate(ticks(("AAPL", -5.0)), "prices", "raw_prices")
+    among_a_hundred = validate(ticks(("AAPL", -5.0), *[("AAPL", 238.0)] * 100), "prices", "raw_prices")
+    for outcome in (alone, among_a_hundred):
+        assert not outcome.blocked and outcome.set_aside_rows == 1
+
+
+def test_the_share_a_mostly_allows_is_judged_over_every_piece_of_the_range():
+    small_share = validate(ticks(("APPL", 1.0), *[("AAPL", 1.0)] * 99), "prices", "raw_prices")
+    burst = validate(ticks(*[("APPL", 1.0)] * 5), "prices", "raw_prices")
+    assert not small_share.blocked and not burst.blocked  # each alone: at most 5 of (at least) 100 rows
+    whole = combine([small_share, burst])
+    assert whole.blocked and whole.row_count == 105  # 6 of 105 rows
+    assert not combine([small_share, validate(ticks(("APPL", 1.0)), "prices", "raw_prices")]).blocked
+
+
+def test_a_table_level_expectation_blocks_by_default_and_can_only_warn_otherwise():
+    def suite(meta: dict) -> dict:
+        rows = {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 5}, "meta": meta}
+        return {"name": "table", "expectations": [rows]}
+
+    blocked = validate_suite(ticks(("AAPL", 1.0)), suite({}))
+    assert blocked.blocked and blocked.set_aside.empty
+    assert blocked.blocked_because == ["expect_table_row_count_to_be_between failed (observed 1)"]
+    assert validate_suite(ticks(("AAPL", 1.0)), suite({"on_failure": "set_aside"})).blocked  # no row to blame
+    warned = validate_suite(ticks(("AAPL", 1.0)), suite({"on_failure": "warn"}))
+    assert not warned.blocked and warned.warned
+
+
+def test_a_row_level_expectation_may_be_declared_to_block():
+    suite = {
+        "name": "strict",
+        "expectations": [
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "price", "min_value": 0},
+                "meta": {"on_failure": "block"},
+            }
+        ],
+    }
+    outcome = validate_suite(ticks(("AAPL", -1.0), ("AAPL", 1.0)), suite)
+    assert outcome.blocked and outcome.blocked_because == ["expect_column_values_to_be_between(price) failed on 1 rows"]
+
+
+def test_an_unknown_on_failure_is_a_clear_error():
+    suite = {
+        "name": "odd",
+        "expectations": [
+            {
+                "type": "expect_column_values_to_not_be_null",
+                "kwargs": {"column": "price"},
+                "meta": {"on_failure": "ignore"},
+            }
+        ],
+    }
+    with pytest.raises(InvalidSuite, match="on_failure 'ignore'; it must be one of set_aside, block, warn"):
+        validate_suite(ticks(("AAPL", 1.0)), suite)
+
+
+def test_every_suite_declares_only_what_the_gate_does_and_a_mostly_where_it_serves():
+    for stream, names in stream_suites().items():
+        for name in names:
+            for expectation in load_suite(stream, name)["expectations"]:
+                assert (expectation.get("meta") or {}).get("on_failure", "set_aside") in ("set_aside", "block", "warn")
+                if expectation.get("meta", {}).get("on_failure") != "warn":
+                    assert 0.9 <= expectation["kwargs"]["mostly"] < 1, (stream, name, expectation)
 
 
 def test_the_sample_is_bounded():
@@ -62,9 +176,9 @@ def test_nothing_stored_yet_passes():
     assert validate(pd.DataFrame(), "prices", "raw_prices").success
 
 
-def test_a_missing_column_fails_every_row_with_a_reason():
+def test_a_missing_column_fails_every_row_and_blocks_with_a_reason():
     outcome = validate(ticks(("AAPL", 1.0)).drop(columns=["price"]), "prices", "raw_prices")
-    assert not outcome.success
+    assert not outcome.success and outcome.blocked  # no single row is to blame
     assert outcome.failing_rows == 1
     assert "price" in outcome.to_markdown() and "does not exist" in outcome.to_markdown()
 

@@ -1,4 +1,4 @@
-"""`lakehouse status` tells an operator whether data is fresh and complete, and what fails."""
+"""`lakehouse status` tells an operator whether data is fresh and complete, what a gate set aside, and what blocks."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def status() -> dict:
     }
 
 
-def test_status_after_a_drain_and_build_then_after_a_failing_check(kafka_env, lake_home, monkeypatch):
+def test_status_after_a_drain_and_build_then_a_row_set_aside_then_a_blocked_gate(kafka_env, lake_home, monkeypatch):
     recreate_topics(kafka_env, "prices")
     lakehouse("produce", "prices", "--count", "300")
     before = status()["topics"]["prices"]
@@ -42,12 +42,38 @@ def test_status_after_a_drain_and_build_then_after_a_failing_check(kafka_env, la
     producer.produce("prices", key=b"AAPL", value=b'{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": -1}')
     producer.flush(10)
     lakehouse("drain", "prices")
-    run("build", "prices")
+    built = lakehouse("build", "prices")  # exits 0: the row is only set aside
+    assert "gate prices/raw_prices: 1 of 1 rows set aside" in built
+    assert "set aside prices[" in built and "price = -1.0 fails expect_column_values_to_be_between" in built
+    assert "prices_symbol_stats: 5 rows" in built
     prices = status()["topics"]["prices"]
-    assert prices["gates"] == ["raw_prices: FAILED 1 of 1 rows"] and prices["failing"]
+    assert prices["gates"] == ["raw_prices: passed, 1 of 1 rows set aside"] and not prices["failing"]
+    assert (prices["stored"], prices["set_aside"], prices["quarantined"]) == (301, 1, 0)
+    verified = json.loads(lakehouse("verify", "prices", "--json"))
+    assert sum(c["set_aside"] for c in verified) == 1 and all(c["ok"] for c in verified)
     monkeypatch.setenv("COLUMNS", "200")  # a wide terminal, so no cell is wrapped
     table = lakehouse("status")
-    assert "FAILED 1 of 1 rows" in table and "prices_symbol_stats" in table
+    assert "301 (1 set aside)" in table and "prices_symbol_stats" in table
+    assert "set aside" in lakehouse("verify", "prices")
+
+    # A broken producer: every tick of the next batch under an unknown symbol blocks the gate.
+    for _ in range(10):
+        producer.produce("prices", key=b"X", value=b'{"ts": "2021-03-10 16:21:32.000", "symbol": "APPL", "price": 1}')
+    producer.flush(10)
+    lakehouse("drain", "prices")
+    blocked = run("build", "prices")
+    assert blocked.returncode == 1
+    assert (
+        "gate prices/raw_prices: BLOCKED: expect_column_values_to_be_in_set(symbol) failed on 10 of 10"
+        in blocked.stdout
+    )
+    assert "what to do: the marts keep their last good state" in blocked.stdout
+    assert "prices: dbt models not built, a quality gate blocked" in blocked.stdout
+    prices = status()["topics"]["prices"]
+    assert prices["gates"][0].startswith("raw_prices: BLOCKED: expect_column_values_to_be_in_set(symbol)")
+    assert prices["failing"] and prices["set_aside"] == 1
+    table = lakehouse("status")
+    assert "BLOCKED" in table and "expectations/prices/raw_prices.json" in table
 
 
 def test_status_counts_what_staging_left_out_per_stream_and_reason(kafka_env, lake_home, monkeypatch):

@@ -1,16 +1,32 @@
 {#
   What staging reads of a raw topic: only the rows its quality gates have passed. Each gate
-  keeps, per partition, the offset up to which the topic's rows passed its suite
+  keeps, per partition, the offset up to which the topic's rows have been validated
   (`LAKEHOUSE_HOME/gates/<topic>/<suite>.json`, see expectations/gate.py). Rows drained after
   the gates last ran wait for the next run of the gates, whoever starts the build, so a row
   never reaches a mart unvalidated. The marks are read when the model is compiled and written
-  in as literals, like `offsets_past`.
+  in as literals, like `offsets_past`. Below the marks, the rows a gate set aside
+  (`LAKEHOUSE_HOME/set_aside/<topic>/*.parquet`, see ingestion/set_aside.py) are left out.
 #}
 
 {#- The raw table `table` (a source of `raw`) as a subquery of the rows its gates passed. -#}
 {% macro raw_source(table) %}
   {%- set relation = raw_or_empty(source('raw', table)) -%}
-  {{ return("(select * from " ~ relation ~ " where " ~ passed_gates(table) ~ ")") }}
+  {{ return("(select * from " ~ relation ~ " as gated where " ~ passed_gates(table) ~ not_set_aside(table) ~ ")") }}
+{% endmacro %}
+
+
+{#- `and` an anti-join on the set-aside coordinates of the table's topic, or nothing while none is set aside. -#}
+{% macro not_set_aside(table) %}
+  {%- set gates = var('raw_gates').get(table) -%}
+  {%- if not execute or not gates -%}
+    {{ return('') }}
+  {%- endif -%}
+  {%- set files = env_var('LAKEHOUSE_HOME', '../data_lake') ~ '/set_aside/' ~ gates.topic ~ '/*.parquet' -%}
+  {%- if run_query("select count(*) from glob('" ~ files ~ "')").columns[0].values()[0] == 0 -%}
+    {{ return('') }}
+  {%- endif -%}
+  {{ return(" and not exists (select 1 from read_parquet('" ~ files ~ "', union_by_name = true) as set_aside"
+            ~ " where set_aside._partition = gated._partition and set_aside._offset = gated._offset)") }}
 {% endmacro %}
 
 
