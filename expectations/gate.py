@@ -29,7 +29,7 @@ from expectations.validation import SuiteOutcome, combine, validate
 from ingestion import set_aside
 from ingestion.config import Settings
 from ingestion.contracts import Contract
-from ingestion.lake import Ledger, read_raw
+from ingestion.lake import Ledger, partition_key, read_raw
 
 
 @dataclass
@@ -37,8 +37,10 @@ class GateOutcome:
     topic: str
     suite: str
     outcome: SuiteOutcome
-    since: dict[int, int] = field(default_factory=dict)  # partition -> first offset validated
-    until: dict[int, int] = field(default_factory=dict)  # partition -> one past the last offset validated
+    # By `lake.partition_key` (`3`, or `1:3` in the topic's generation 1): the first offset validated,
+    # and one past the last.
+    since: dict[str, int] = field(default_factory=dict)
+    until: dict[str, int] = field(default_factory=dict)
     stream: str = ""
 
     def offsets(self) -> str:
@@ -63,12 +65,12 @@ def mark_path(settings: Settings, topic: str, suite: str) -> Path:
     return settings.gates_dir / topic / f"{suite}.json"
 
 
-def passed_until(settings: Settings, topic: str, suite: str) -> dict[int, int]:
-    """Per partition, the offset up to which the topic's rows have passed the suite."""
+def passed_until(settings: Settings, topic: str, suite: str) -> dict[str, int]:
+    """Per partition (by `lake.partition_key`), the offset up to which the topic's rows have passed the suite."""
     path = mark_path(settings, topic, suite)
     if not path.exists():
         return {}
-    return {int(p): int(o) for p, o in json.loads(path.read_text()).items()}
+    return {str(p): int(o) for p, o in json.loads(path.read_text()).items()}
 
 
 def _save_json(path: Path, document: dict) -> None:
@@ -83,7 +85,7 @@ def run_gate(settings: Settings, contract: Contract, suite: str, chunk_rows: int
     unless the suite blocks."""
     since = passed_until(settings, contract.topic, suite)
     with Ledger(settings.ledger_path) as ledger:
-        until = ledger.progress(contract.topic)
+        until = {partition_key(g, p): end for (g, p), end in ledger.stored_until(contract.topic).items()}
     # A partition the mark is ahead of (a lake rebuilt from scratch) is validated from its start.
     since = {p: o for p, o in since.items() if o <= until.get(p, 0)}
     span = sum(end - since.get(p, 0) for p, end in until.items())
@@ -96,7 +98,7 @@ def run_gate(settings: Settings, contract: Contract, suite: str, chunk_rows: int
     outcome = combine(pieces) if pieces else SuiteOutcome(suite, success=True, row_count=0, failing_rows=0)
     if not outcome.blocked:
         set_aside.record(settings, contract.topic, suite, since, until, outcome.set_aside)
-        _save_json(mark_path(settings, contract.topic, suite), {str(p): o for p, o in sorted(until.items())})
+        _save_json(mark_path(settings, contract.topic, suite), dict(sorted(until.items())))
     _save_json(
         last_outcome_path(settings, contract.topic, suite),
         {

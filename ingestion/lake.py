@@ -494,28 +494,40 @@ def has_raw_files(settings: Settings, topic: str) -> bool:
 def read_raw(
     settings: Settings,
     topic: str,
-    since: Mapping[int, int],
-    until: Mapping[int, int],
+    since: Mapping[str, int],
+    until: Mapping[str, int],
     chunk_rows: int = 250_000,
 ) -> Iterator[pd.DataFrame]:
     """The committed raw rows of a topic, tombstones left out, as pandas DataFrames of about
-    `chunk_rows` rows each: per partition of `until`, the offsets from `since` (inclusive, 0 when
-    absent) to `until` (exclusive)."""
+    `chunk_rows` rows each: per partition of `until` (by `partition_key`, so of any generation),
+    the offsets from `since` (inclusive, 0 when absent) to `until` (exclusive). Each row carries
+    its `_generation` (0 in the first generation)."""
     import duckdb
 
-    windows = [
-        f"(_partition = {int(p)} and _offset >= {int(since.get(p, 0))} and _offset < {int(end)})"
-        for p, end in sorted(until.items())
-        if end > since.get(p, 0)
-    ]
-    if not windows or not has_raw_files(settings, topic):
+    if not has_raw_files(settings, topic):
         return
-    query = (
-        "select * from read_parquet(?, hive_partitioning = true, union_by_name = true) "
-        f"where not coalesce(_tombstone, false) and ({' or '.join(windows)})"
-    )
+    files = "read_parquet(?, hive_partitioning = true, union_by_name = true)"
     with duckdb.connect() as con:
-        result = con.execute(query, [raw_glob(settings, topic)])
+        glob = raw_glob(settings, topic)
+        columns = {row[0] for row in con.execute(f"describe select * from {files}", [glob]).fetchall()}
+        # The first generation's files have no generation column: their rows are generation 0.
+        generation = f"coalesce({GENERATION_COLUMN}, 0)" if GENERATION_COLUMN in columns else "0"
+        windows = []
+        for key, end in sorted(until.items()):
+            g, p = parse_partition_key(key)
+            if end > since.get(key, 0):
+                windows.append(
+                    f"({generation} = {g} and _partition = {p} and _offset >= {int(since.get(key, 0))} "
+                    f"and _offset < {int(end)})"
+                )
+        if not windows:
+            return
+        query = (
+            f"select * exclude ({GENERATION_COLUMN}), {generation}::integer as {GENERATION_COLUMN} from {files} "
+            if GENERATION_COLUMN in columns
+            else f"select *, 0::integer as {GENERATION_COLUMN} from {files} "
+        ) + f"where not coalesce(_tombstone, false) and ({' or '.join(windows)})"
+        result = con.execute(query, [glob])
         vectors = max(1, chunk_rows // 2048)
         while True:
             frame = result.fetch_df_chunk(vectors)

@@ -5,8 +5,8 @@ Kept apart from the quarantine, which holds records that broke their contract: r
 still hold every Kafka offset exactly once, and a set-aside row is one of the raw ones.
 
 `LAKEHOUSE_HOME/set_aside/<topic>/` holds one Parquet file per gate run that set rows aside, one row
-per failing (row, expectation): `_partition, _offset, suite, expectation, column, value, reason,
-set_aside_at`. A file's name is derived from the suite and the offsets that run validated, so a gate
+per failing (row, expectation): `_generation, _partition, _offset, suite, expectation, column, value,
+reason, set_aside_at` (`_generation`: of the topic, 0 until it was deleted and created again). A file's name is derived from the suite and the offsets that run validated, so a gate
 retried after a crash (its mark not yet moved) rewrites the same file, and replaces the file of an
 interrupted try over a shorter range from the same mark. Files are written under a pending name and
 renamed into place, as the drain does (`ingestion/lake.py`); readers only glob `*.parquet`.
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 SCHEMA = pa.schema(
     [
+        pa.field("_generation", pa.int32(), nullable=False),
         pa.field("_partition", pa.int32(), nullable=False),
         pa.field("_offset", pa.int64(), nullable=False),
         pa.field("suite", pa.string(), nullable=False),
@@ -94,7 +95,7 @@ def record(
     until: Mapping[int, int],
     rows: pd.DataFrame,
 ) -> Path | None:
-    """Set aside `rows` (columns `_partition, _offset, expectation, column, value, reason`) that
+    """Set aside `rows` (columns `[_generation,] _partition, _offset, expectation, column, value, reason`) that
     `suite` failed over the offsets `since` (inclusive) to `until` (exclusive); return the file, or
     None when there is nothing to set aside. Call it before moving the gate's mark."""
     import pandas as pd
@@ -103,6 +104,10 @@ def record(
         return None
     frame = rows.assign(suite=suite, set_aside_at=pd.Timestamp.now(tz="UTC"))
     frame = frame.assign(
+        _generation=(frame["_generation"] if "_generation" in frame.columns else 0),
+    )
+    frame = frame.assign(
+        _generation=frame["_generation"].astype("int32"),
         _partition=frame["_partition"].astype("int32"),
         _offset=frame["_offset"].astype("int64"),
         value=frame["value"].astype("string"),
@@ -163,21 +168,23 @@ def read_all(settings: Settings) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[["topic", *COLUMNS]]
 
 
-def coordinates(settings: Settings, topic: str) -> set[tuple[int, int]]:
-    """The (partition, offset) of every row of the topic that is set aside."""
+def coordinates(settings: Settings, topic: str, generation: int = 0) -> set[tuple[int, int]]:
+    """The (partition, offset) of every row of the topic's generation that is set aside."""
     frame = read_topic(settings, topic)
+    frame = frame[frame["_generation"] == generation]
     return set(zip(frame["_partition"].astype(int), frame["_offset"].astype(int), strict=True))
 
 
-def counts(settings: Settings, topic: str) -> dict[int, int]:
-    """Per partition, how many rows of the topic are set aside (each row once, whatever it failed)."""
-    result: dict[int, int] = {}
-    for partition, _ in coordinates(settings, topic):
-        result[partition] = result.get(partition, 0) + 1
-    return dict(sorted(result.items()))
+def counts(settings: Settings, topic: str) -> dict[tuple[int, int], int]:
+    """Per (generation, partition), how many rows of the topic are set aside (each row once, whatever it failed)."""
+    frame = read_topic(settings, topic).drop_duplicates(["_generation", "_partition", "_offset"])
+    grouped = frame.groupby(["_generation", "_partition"]).size()
+    return {(int(g), int(p)): int(n) for (g, p), n in sorted(grouped.items())}
 
 
-def release(settings: Settings, topic: str, coordinates: list[tuple[int, int]], suite: str | None = None) -> int:
+def release(
+    settings: Settings, topic: str, coordinates: list[tuple[int, int]], suite: str | None = None, generation: int = 0
+) -> int:
     """Take rows out of the set-aside record (all suites', or one suite's), so staging reads them
     again; return how many of the coordinates were set aside and no longer are.
 
@@ -193,8 +200,10 @@ def release(settings: Settings, topic: str, coordinates: list[tuple[int, int]], 
             table = pq.read_table(path)  # with its metadata: the suite and range it was written for
             frame = table.to_pandas()
             hit = [
-                (int(p), int(o)) in wanted and (suite is None or s == suite)
-                for p, o, s in zip(frame["_partition"], frame["_offset"], frame["suite"], strict=True)
+                int(g) == generation and (int(p), int(o)) in wanted and (suite is None or s == suite)
+                for g, p, o, s in zip(
+                    frame["_generation"], frame["_partition"], frame["_offset"], frame["suite"], strict=True
+                )
             ]
             if not any(hit):
                 continue
@@ -207,8 +216,10 @@ def release(settings: Settings, topic: str, coordinates: list[tuple[int, int]], 
             else:
                 path.unlink()
     # A row another suite also set aside stays out of staging: it is not released.
-    return len(released - _still_set_aside(settings, topic, released))
+    return len(released - _still_set_aside(settings, topic, released, generation))
 
 
-def _still_set_aside(settings: Settings, topic: str, candidates: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
-    return set(candidates) & coordinates(settings, topic)
+def _still_set_aside(
+    settings: Settings, topic: str, candidates: Iterable[tuple[int, int]], generation: int
+) -> set[tuple[int, int]]:
+    return set(candidates) & coordinates(settings, topic, generation)

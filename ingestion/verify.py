@@ -148,7 +148,7 @@ def verify_topic(topic: str, s: Settings, consumer: Consumer | None) -> list[Par
             rows=sum(b.rows for b in mine),
             tombstones=sum(b.tombstones for b in mine),
             quarantined=sum(b.quarantined for b in mine),
-            set_aside=aside.get(partition, 0) if is_live else 0,
+            set_aside=aside.get((generation, partition), 0),
             files=len({name for b in mine for name in b.files}),  # a compacted file serves many batches
             generation=generation,
             current=is_live,

@@ -153,6 +153,13 @@ def test_a_topic_deleted_and_created_again_is_refused_until_a_new_generation_the
     ).fetchone()
     assert raw_rows == (6600,)  # the topic still reads as one table
 
+    # Both generations reach the marts: the gates and staging tell their offsets apart.
+    built = lakehouse("build", TOPIC)
+    assert "gate prices/raw_prices: passed" in built and "stg_prices__ticks: 6600 rows" in built
+    assert "prices_symbol_stats: 1 rows" in built
+    shell = lakehouse("shell", "-c", "select kafka_generation, count(*) from stg_prices__ticks group by all order by 1")
+    assert "500" in shell and "6100" in shell
+
 
 @pytest.fixture
 def own_broker(monkeypatch: pytest.MonkeyPatch, lake_home: Path):

@@ -37,7 +37,7 @@ def test_set_aside_rows_are_kept_with_their_reason_and_counted_once_per_row(lake
     assert list(zip(frame["_partition"], frame["_offset"], strict=True)) == [(0, 3), (0, 12), (0, 12), (1, 4)]
     assert set(frame["suite"]) == {"raw_prices"} and frame["value"].tolist() == ["-5.0"] * 4
     assert frame["set_aside_at"].notna().all()
-    assert set_aside.counts(s, "prices") == {0: 2, 1: 1}  # offset 12 failed two expectations: one row
+    assert set_aside.counts(s, "prices") == {(0, 0): 2, (0, 1): 1}  # offset 12 failed two expectations: one row
     assert set_aside.coordinates(s, "prices") == {(0, 3), (0, 12), (1, 4)}
     assert set(set_aside.read_all(s)["topic"]) == {"prices"}
     assert set_aside.counts(s, "office.claims") == {} and set_aside.read_topic(s, "office.claims").empty
@@ -54,7 +54,7 @@ def test_a_gate_run_retried_over_the_same_range_rewrites_the_same_file(lake_home
     again = set_aside.record(s, "prices", "raw_prices", {0: 10}, {0: 20}, failing((0, 12)))
     assert first == again
     assert list(first.parent.iterdir()) == [first]
-    assert set_aside.counts(s, "prices") == {0: 1}
+    assert set_aside.counts(s, "prices") == {(0, 0): 1}
 
 
 def test_a_retry_over_a_longer_range_from_the_same_mark_replaces_the_interrupted_try(lake_home):
@@ -74,10 +74,10 @@ def test_a_write_a_crash_interrupted_is_invisible_and_cleared_by_the_next(lake_h
     path = set_aside.record(s, "prices", "raw_prices", {}, {0: 10}, failing((0, 3)))
     torn = path.with_name("raw_prices-torn.parquet" + PENDING)
     torn.write_bytes(b"half a parquet file")
-    assert set_aside.counts(s, "prices") == {0: 1}
+    assert set_aside.counts(s, "prices") == {(0, 0): 1}
     set_aside.record(s, "prices", "raw_prices", {0: 10}, {0: 20}, failing((0, 15)))
     assert not torn.exists()
-    assert set_aside.counts(s, "prices") == {0: 2}
+    assert set_aside.counts(s, "prices") == {(0, 0): 2}
 
 
 def test_release_takes_coordinates_out_once_and_keeps_the_rest(lake_home):

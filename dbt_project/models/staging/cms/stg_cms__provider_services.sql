@@ -17,6 +17,7 @@ spelled as (
         {{ spelled_text(columns, spellings) }} as {{ field }},
         {%- endfor %}
         {{ spelled(columns, ['_header_data_year']) }} as data_year,
+        _generation,
         _partition,
         _offset,
         _timestamp
@@ -63,6 +64,7 @@ typed as (
         {{ clean_number('avg_payment_amount') }} as avg_payment_amount,
         {{ clean_number('avg_standardized_amount') }} as avg_standardized_amount,
         try_cast(data_year as integer) as data_year,
+        cast(_generation as integer) as kafka_generation,
         cast(_partition as integer) as kafka_partition,
         cast(_offset as bigint) as kafka_offset,
         cast(_timestamp as timestamptz) as kafka_timestamp

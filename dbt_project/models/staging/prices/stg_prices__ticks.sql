@@ -12,6 +12,7 @@ ticks as (
         cast(ts as timestamp) as ts,
         cast(symbol as varchar) as symbol,
         cast(price as double) as price,
+        cast(_generation as integer) as kafka_generation,
         cast(_partition as integer) as kafka_partition,
         cast(_offset as bigint) as kafka_offset,
         cast(_timestamp as timestamptz) as kafka_timestamp

@@ -14,6 +14,7 @@ events as (
         cast(score as double) as score,
         try_cast(riskDate as timestamptz) as risk_date,
         cast(_timestamp as timestamptz) as kafka_timestamp,
+        cast(_generation as integer) as kafka_generation,
         cast(_partition as integer) as kafka_partition,
         cast(_offset as bigint) as kafka_offset
 
