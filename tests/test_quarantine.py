@@ -216,6 +216,12 @@ def test_a_replay_killed_at_every_point_of_its_swap_and_run_again_stores_none_tw
     assert quarantined_offsets(lake_home) == counts["negative"] + counts["not JSON"]
     assert refresh.pending(settings(), [TOPIC])  # the killed runs asked for it, before committing
 
+    # Compaction merges a replay's raw files with the drain's files of the same days, once.
+    assert "files ->" in lakehouse("compact", TOPIC, "--before", "2030-01-01")
+    assert not list(lake_home.glob(f"raw/{TOPIC}/**/*-r*.parquet"))
+    assert_every_offset_once(lake_home, kafka_env)
+    assert sum(c["rows"] for c in assert_verify_passes(dict(os.environ))) == counts["whole"] + counts["decimal"]
+
 
 def test_a_replayed_cms_row_reaches_the_incremental_deduplicated_model(kafka_env, lake_home, monkeypatch):
     from ingestion.drain import drain
