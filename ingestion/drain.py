@@ -338,9 +338,10 @@ def _write_batch(
     """Write the batch's files under their pending names; return their lake paths and total bytes."""
     name = lake.data_file_name(r.partition, r.start, r.end, generation)
     if generation:  # the first generation's files carry no such column: it reads as null, meaning 0
-        column = pa.field(lake.GENERATION_COLUMN, pa.int32())
-        parsed_table = parsed_table.append_column(column, pa.array([generation] * parsed_table.num_rows, pa.int32()))
-        quarantine = quarantine.append_column(column, pa.array([generation] * quarantine.num_rows, pa.int32()))
+        parsed_table, quarantine = (
+            lake.with_generation(parsed_table, generation),
+            lake.with_generation(quarantine, generation),
+        )
     files: list[str] = []
     written = 0
     if parsed_table.num_rows:

@@ -15,6 +15,14 @@ from collections import Counter
 POINTS = ("before-write", "while-writing", "after-files", "after-commit", "after-publish")
 # The points of a compaction's swap.
 COMPACT_POINTS = ("compact-after-files", "compact-after-commit")
+# The points of a quarantine replay's swap of one quarantine file, in order.
+REPLAY_POINTS = (
+    "replay-while-writing",
+    "replay-after-files",
+    "replay-after-commit",
+    "replay-after-retire",
+    "replay-after-publish",
+)
 
 _reached: Counter[str] = Counter()
 

@@ -6,7 +6,7 @@ written beforehand under a `.pending` name that no reader's `*.parquet` glob mat
 renamed into place only after the commit. A crash before the commit leaves pending files that
 recovery deletes (the range is read again); a crash after it leaves pending files that recovery
 publishes. So every Kafka offset is in the lake exactly once, whatever the moment of the crash.
-Compaction (`compact.py`) swaps files by the same protocol.
+Compaction (`compact.py`) and a quarantine replay (`quarantine.py`) swap files by the same protocol.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 PENDING = ".pending"
 # Rows of a topic's later generations carry it; the first generation's files have no such column.
 GENERATION_COLUMN = "_generation"
-_DATA_FILE = re.compile(r"p(\d+)-(\d+)-(\d+)\.parquet")
+# A drain or compaction file (`g<N>-` first in a later generation of the topic), or (with `-r<n>`)
+# the n-th replay's file of a batch's range.
+_DATA_FILE = re.compile(r"(?:g(\d+)-)?p(\d+)-(\d+)-(\d+)(?:-r(\d+))?\.parquet")
 
 
 class TopicBusy(RuntimeError):
@@ -92,6 +94,13 @@ class Batch:
     generation: int = 0
 
 
+def with_generation(table: pa.Table, generation: int) -> pa.Table:
+    """A later generation's rows, marked as its (the first generation's files carry no such column)."""
+    return table.append_column(
+        pa.field(GENERATION_COLUMN, pa.int32()), pa.array([generation] * table.num_rows, pa.int32())
+    )
+
+
 def partition_key(generation: int, partition: int) -> str:
     """How a gate's mark names a partition: `3` in the first generation, `1:3` in a later one."""
     return f"{generation}:{partition}" if generation else str(partition)
@@ -107,6 +116,14 @@ def data_file_name(partition: int, start: int, end: int, generation: int = 0) ->
     generation of the topic (its offsets start again at 0) is named apart from the first."""
     name = f"p{partition}-{start:012d}-{end:012d}.parquet"
     return f"g{generation}-{name}" if generation else name
+
+
+def replay_file_name(partition: int, start: int, end: int, replay: int, generation: int = 0) -> str:
+    """The name of the files a batch's `replay`-th quarantine replay writes: its rewritten
+    quarantine file and its raw files. The batch's range keeps them beside its drain files in
+    offset order; the suffix keeps them from colliding with those, with compaction's merged
+    files and with the other replays of the batch."""
+    return data_file_name(partition, start, end, generation).removesuffix(".parquet") + f"-r{replay}.parquet"
 
 
 def topic_dir(root: Path, topic: str) -> Path:
@@ -409,6 +426,50 @@ class Ledger:
             self._db.execute("rollback")
             raise
 
+    def move_out_of_quarantine(
+        self,
+        batch: Batch,
+        retired: str,
+        quarantine: str | None,
+        raw_files: list[str],
+        moved: int,
+        bytes_delta: int,
+    ) -> None:
+        """The one atomic step of a quarantine replay: `moved` records of the batch leave its
+        quarantine file `retired` (for `quarantine`, the file of those that stay, or None) for
+        the new `raw_files`."""
+        self._db.execute("begin immediate")
+        try:
+            row = self._db.execute(
+                "select files, quarantined from batches "
+                "where topic = ? and generation = ? and partition = ? and start_offset = ?",
+                (batch.topic, batch.generation, batch.partition, batch.start),
+            ).fetchone()
+            if row is None or retired not in json.loads(row[0]) or row[1] < moved:
+                raise LedgerConflict(
+                    f"{batch.topic}[{batch.partition}]: the batch at {batch.start} no longer names {retired}"
+                )
+            names = [name for name in json.loads(row[0]) if name != retired]
+            names += raw_files + ([quarantine] if quarantine else [])
+            self._db.execute(
+                "update batches set rows = rows + ?, quarantined = quarantined - ?, files = ?, bytes = bytes + ? "
+                "where topic = ? and generation = ? and partition = ? and start_offset = ?",
+                (
+                    moved,
+                    moved,
+                    json.dumps(names),
+                    bytes_delta,
+                    batch.topic,
+                    batch.generation,
+                    batch.partition,
+                    batch.start,
+                ),
+            )
+            self._db.execute("commit")
+        except BaseException:
+            self._db.execute("rollback")
+            raise
+
     def committed_files(self, topic: str) -> set[str]:
         return {name for batch in self.batches(topic) for name in batch.files}
 
@@ -437,13 +498,17 @@ def topic_lock(settings: Settings, topic: str, wait_s: float = 300.0) -> Iterato
 
 def recover(settings: Settings, ledger: Ledger, topic: str) -> tuple[int, int]:
     """Finish what a crash interrupted: publish committed pending files, delete uncommitted
-    pending files, and delete published files that a committed compaction replaced.
+    pending files, and delete published files that a committed compaction or replay replaced.
 
-    A published file the ledger does not name is deleted only when a committed file in the same
-    folder covers its offsets: a lost or foreign ledger must never cost data. Must be called
-    under the topic lock. Returns (published, deleted).
+    A published raw file the ledger does not name is deleted only when a committed drain or
+    compaction file in the same folder covers its offsets, and a quarantine file only when the
+    ledger holds its batch (which names the batch's current quarantine file, if any is left): a
+    lost or foreign ledger must never cost data. Must be called under the topic lock. Returns
+    (published, deleted).
     """
-    committed = ledger.committed_files(topic)
+    batches = ledger.batches(topic)
+    committed = {name for batch in batches for name in batch.files}
+    spans = {(batch.generation, batch.partition, batch.start, batch.end) for batch in batches}
     published = deleted = 0
     for root in (settings.raw_dir, settings.quarantine_dir):
         folder = topic_dir(root, topic)
@@ -457,26 +522,44 @@ def recover(settings: Settings, ledger: Ledger, topic: str) -> tuple[int, int]:
             else:
                 pending.unlink()
                 deleted += 1
-        for path in folder.rglob("p*.parquet"):
-            if str(path.relative_to(settings.home)) not in committed and _replaced(path, committed, settings):
+        for path in folder.rglob("*.parquet"):
+            if str(path.relative_to(settings.home)) not in committed and _replaced(path, committed, spans, settings):
                 path.unlink()
                 deleted += 1
     return published, deleted
 
 
 def file_span(path: Path) -> tuple[int, int, int] | None:
-    """(partition, start, end) from a drain file's name, or None for another file."""
+    """(partition, start, end) from a drain, compaction or replay file's name, or None for another file."""
     match = _DATA_FILE.fullmatch(path.name)
-    return tuple(map(int, match.groups())) if match else None  # type: ignore[return-value]
+    return tuple(map(int, match.groups()[1:4])) if match else None  # type: ignore[return-value]
 
 
-def _replaced(path: Path, committed: set[str], settings: Settings) -> bool:
+def file_topic_generation(path: Path) -> int:
+    """Which generation of its topic the file belongs to (0 for the first)."""
+    match = _DATA_FILE.fullmatch(path.name)
+    return int(match.group(1) or 0) if match else 0
+
+
+def file_replay(path: Path) -> int:
+    """Which replay of its batch wrote the file: 0 for a drain or compaction file."""
+    match = _DATA_FILE.fullmatch(path.name)
+    return int(match.group(5) or 0) if match else 0
+
+
+def _replaced(path: Path, committed: set[str], spans: set[tuple[int, int, int, int]], settings: Settings) -> bool:
     span = file_span(path)
     if span is None:
         return False
+    generation = file_topic_generation(path)
+    if path.is_relative_to(settings.quarantine_dir):
+        # A batch has one quarantine file at a time, and its ledger row names it.
+        return (generation, *span) in spans
     for name in committed:
         other = settings.home / name
-        cover = file_span(other) if other.parent == path.parent else None
+        # A replay's raw file holds only some offsets of its range: it replaces nothing.
+        same_kind = other.parent == path.parent and file_topic_generation(other) == generation
+        cover = file_span(other) if same_kind and not file_replay(other) else None
         if cover and cover[0] == span[0] and cover[1] <= span[1] and span[2] <= cover[2]:
             return True
     return False

@@ -329,6 +329,103 @@ def compact(topic: str, target_mb: int, before) -> None:
             click.echo(f"{contract.topic}: nothing to compact")
 
 
+# --- quarantine ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def quarantine() -> None:
+    """Records that broke their contract: count them, look at them, replay them once fixed."""
+
+
+def _quarantine_topics(name: str | None) -> list[str]:
+    return [c.topic for c in contracts_for(name)] if name else list(CONTRACTS)
+
+
+@quarantine.command("list")
+@click.argument("topic", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def quarantine_list(topic: str | None, as_json: bool) -> None:
+    """Quarantined records per topic, counted by reason and by day (of their Kafka timestamp)."""
+    from ingestion import quarantine as q
+
+    s = settings()
+    summaries = [q.summarize(s, name) for name in _quarantine_topics(topic)]
+    if topic is None:
+        summaries = [summary for summary in summaries if summary.total]
+    if as_json:
+        click.echo(json.dumps([summary.as_dict() for summary in summaries], indent=2))
+        return
+    if not summaries:
+        click.echo("nothing quarantined")
+    for summary in summaries:
+        click.echo(f"{summary.topic}: {summary.total} quarantined")
+        for kind, count in summary.by_kind.items():
+            click.echo(f"  {count:>8}  {kind}")
+            for reason, n in summary.by_reason[kind].items():
+                if reason != kind:
+                    click.echo(f"  {n:>8}    {reason}")
+        if summary.by_day:
+            click.echo("  by day: " + ", ".join(f"{day} {count}" for day, count in summary.by_day.items()))
+
+
+@quarantine.command("show")
+@click.argument("topic")
+@click.option("--reason", default=None, help="Only records of this kind of reason, or whose reason contains it.")
+@click.option("--limit", type=int, default=20, show_default=True, help="At most this many records.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+def quarantine_show(topic: str, reason: str | None, limit: int, as_json: bool) -> None:
+    """Quarantined records with their coordinates, key, headers, raw value and reason."""
+    from ingestion import quarantine as q
+
+    s = settings()
+    shown = [r for name in _quarantine_topics(topic) for r in q.records(s, name, reason=reason, limit=limit)][:limit]
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in shown], indent=2))
+        return
+    if not shown:
+        click.echo(f"{topic}: no quarantined record" + (f" matches {reason!r}" if reason else ""))
+    for r in shown:
+        d = r.as_dict()
+        click.echo(f"{r.topic}[{r.partition}] offset {r.offset}  {d['timestamp'] or 'no timestamp'}  key {d['key']!r}")
+        click.echo(f"  reason: {r.reason}")
+        if d["headers"]:
+            click.echo("  headers: " + ", ".join(f"{h['key']}={h['value']}" for h in d["headers"]))
+        click.echo(f"  value{'' if d['value_is_utf8'] else ' (not UTF-8, escaped)'}: {d['value']}")
+
+
+@quarantine.command("replay")
+@click.argument("topic")
+@click.option("--reason", default=None, help="Only records of this kind of reason, or whose reason contains it.")
+@click.option("--offsets", default=None, metavar="P:A-B", help="Only offsets A to B (exclusive) of partition P.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def quarantine_replay(topic: str, reason: str | None, offsets: str | None, as_json: bool) -> None:
+    """Send quarantined records through the fixed contract and the suites again; store those that pass, once."""
+    from ingestion import quarantine as q
+
+    if reason is not None and offsets is not None:
+        raise click.UsageError("give --reason or --offsets, not both")
+    try:
+        span = q.Offsets.parse(offsets) if offsets is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--offsets") from None
+    reports = [q.replay(contract, reason=reason, offsets=span) for contract in contracts_for(topic)]
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
+        return
+    for r in reports:
+        still = ", ".join(f"{kind} {n}" for kind, n in r.still_by_kind.items())
+        click.echo(
+            f"{r.topic}: replayed {r.replayed}, still quarantined {r.still_quarantined}"
+            + (f" ({still})" if still else "")
+        )
+        if r.released or r.still_set_aside:
+            click.echo(f"{r.topic}: released {r.released} set-aside rows, still set aside {r.still_set_aside}")
+        for reason_text, n in r.still.most_common():
+            click.echo(f"  {n:>8}  {reason_text}")
+        if r.replayed or r.released:
+            click.echo(f"{r.topic}: the next build rebuilds its incremental models from scratch, to take those rows in")
+
+
 @cli.command()
 @click.argument("stream", required=False)
 def build(stream: str | None) -> None:

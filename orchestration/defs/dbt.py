@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from ingestion import refresh
 from ingestion.config import REPO_ROOT, export_for_subprocesses, settings
 from orchestration.snapshots import publish_snapshot
 
@@ -93,13 +94,51 @@ def dbt_models() -> dg.AssetsDefinition:
         name="lakehouse_dbt_models",
     )
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+        selected = {key.path[-1] for key in context.selected_asset_keys}
+        replayed, covered = replayed_topics(selected)
         # The events wait for dbt to finish: only then can the marts be read for their metadata.
-        events = list(dbt.cli(["build"], context=context).stream())
+        events = list(dbt.cli(["build", *(["--full-refresh"] if replayed else [])], context=context).stream())
+        refresh.done(settings(), covered)
         # Still in the warehouse pool: no build is writing.
         publish_snapshot(settings(), [key.path[-1] for key in context.selected_asset_keys])
         yield from with_mart_previews(context, events)
 
     return _models
+
+
+def replayed_topics(selected: set[str]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Of the topics a quarantine replay asked a full refresh for (see `ingestion/refresh.py`):
+    those with an incremental model among the selected models, and those all of whose
+    incremental models are selected (a build of the selection fulfils their request)."""
+    requests = refresh.all_pending(settings())
+    needing, covered = {}, {}
+    for topic, request in requests.items():
+        models = incremental_models_of(request.get("table", ""))
+        if models & selected:
+            needing[topic] = request
+        if models <= selected:
+            covered[topic] = request
+    return needing, covered
+
+
+def incremental_models_of(table: str) -> set[str]:
+    """The incremental models downstream of a raw table (a source of `raw`), by name."""
+    manifest = json.loads(dbt_project().manifest_path.read_text())
+    sources = [uid for uid, s in manifest["sources"].items() if s["source_name"] == "raw" and s["name"] == table]
+    seen, todo = set(), list(sources)
+    while todo:
+        for child in manifest["child_map"].get(todo.pop(), []):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    nodes = manifest["nodes"]
+    return {
+        nodes[uid]["name"]
+        for uid in seen
+        if uid in nodes
+        and nodes[uid]["resource_type"] == "model"
+        and nodes[uid].get("config", {}).get("materialized") == "incremental"
+    }
 
 
 def with_mart_previews(context: dg.AssetExecutionContext, events: list) -> Iterator:
