@@ -280,10 +280,11 @@ def _as_json_text(values: pa.BinaryArray, indices: pa.Int64Array, bad: dict[int,
     return [(pa.array(kept, pa.int64()), pa.table({"_value": pa.array(texts, pa.string())}))] if kept else []
 
 
-# pyarrow's JSON reader overflows its stack near 16,000 levels (a segfault) and takes seconds
-# from a few thousand; up to this depth it reads a record in milliseconds, and the limit is
-# then judged from the parsed schema. Deeper values are measured before it sees them.
-_READER_SAFE_DEPTH = 1_000
+# pyarrow's JSON reader overflows its stack near 16,000 levels (a segfault) and takes a second
+# at 5,000; up to this depth it reads a record in a fraction of a second, and the limit is then
+# judged from the parsed schema. Deeper values are measured before it sees them; as a value
+# needs a byte per level, records shorter than this (nearly all) cost nothing.
+_READER_SAFE_DEPTH = 2_000
 
 # A JSON text's strings (skipped, a key marked by its colon) and its runs of brackets.
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?|[\[{]+|[\]}]+')
@@ -316,10 +317,13 @@ def _set_aside_deep(
     long = pc.indices_nonzero(pc.fill_null(pc.greater_equal(lengths, from_depth), False))
     if not len(long):
         return
-    chosen = values.take(long)
+    chosen = values if len(long) == len(values) else values.take(long)
+    # Bracket positions counted per value: one pass in numpy (`| 0x20` turns `[` into `{` and
+    # nothing else into either).
     offsets = np.frombuffer(chosen.buffers()[1], np.int32, len(chosen) + 1, chosen.offset * 4)
     data = np.frombuffer(chosen.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
-    brackets = np.add.reduceat((data == 0x7B) | (data == 0x5B), offsets[:-1] - offsets[0], dtype=np.int64)
+    positions = np.flatnonzero((data | 0x20) == 0x7B) + offsets[0]
+    brackets = np.bincount(np.searchsorted(offsets, positions, side="right") - 1, minlength=len(chosen))
     for position in np.flatnonzero(brackets >= from_depth).tolist():
         depth, field = _nesting(chosen[position].as_py())
         if depth > limits.max_depth:
