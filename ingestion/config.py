@@ -28,6 +28,38 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
+# pyarrow's JSON reader recurses once per level and overflows its thread's stack near 16,000
+# levels (a segfault, not an error), so a higher depth limit is refused.
+RECORD_MAX_DEPTH_CEILING = 10_000
+
+
+@dataclass(frozen=True)
+class RecordLimits:
+    """What one record may carry; a record beyond a limit is quarantined with the limit's reason.
+
+    The defaults are far beyond any real stream (the widest, CMS, has 30 flat fields with names of
+    at most 35 characters; a Kafka Connect envelope nests 4 or 5 levels) and far below what hurts:
+    DuckDB ran out of memory on a Parquet column nested 2,000 levels deep, and every extra field
+    is a column in each file and in every reader's schema.
+    """
+
+    max_depth: int = 64  # nesting levels, the record's own object being level 1
+    max_fields: int = 1_000  # fields, nested ones included
+    field_name_max_chars: int = 256  # SQL engines stop at 63 (Postgres) or 64 (MySQL)
+
+
+def _record_limits() -> RecordLimits:
+    defaults = RecordLimits()
+    depth = _int("LAKEHOUSE_RECORD_MAX_DEPTH", defaults.max_depth)
+    if not 1 <= depth <= RECORD_MAX_DEPTH_CEILING:
+        raise ValueError(f"LAKEHOUSE_RECORD_MAX_DEPTH must be between 1 and {RECORD_MAX_DEPTH_CEILING:,}, got {depth}")
+    return RecordLimits(
+        max_depth=depth,
+        max_fields=_int("LAKEHOUSE_RECORD_MAX_FIELDS", defaults.max_fields),
+        field_name_max_chars=_int("LAKEHOUSE_FIELD_NAME_MAX_CHARS", defaults.field_name_max_chars),
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -38,6 +70,7 @@ class Settings:
     batch_max_bytes: int
     record_max_bytes: int
     drain_stall_timeout_s: float
+    record_limits: RecordLimits
 
     @property
     def raw_dir(self) -> Path:
@@ -109,6 +142,7 @@ def settings() -> Settings:
         record_max_bytes=_int("LAKEHOUSE_RECORD_MAX_BYTES", 1024 * 1024),
         # A drain whose broker sends nothing for this long gives up, saying so; the next one goes on.
         drain_stall_timeout_s=_int("LAKEHOUSE_DRAIN_STALL_TIMEOUT_S", 120),
+        record_limits=_record_limits(),
     )
 
 

@@ -404,7 +404,7 @@ def _drain_ranges(
 
 def _parse_batch(contract: Contract, raw: RawBatch, s: Settings) -> tuple[Parsed, float]:
     started = time.monotonic()
-    return parse(raw, contract, s.record_max_bytes), time.monotonic() - started
+    return parse(raw, contract, s.record_max_bytes, s.record_limits), time.monotonic() - started
 
 
 def _store_batch(

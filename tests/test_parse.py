@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pyarrow as pa
+import pytest
 
+from ingestion.config import RecordLimits
 from ingestion.parse import QUARANTINE_SCHEMA, event_dates, parse
 from ingestion.records import RawBatch
 from ingestion.streams.prices import CONTRACT
@@ -157,3 +160,144 @@ def test_a_contract_header_becomes_a_column():
     )
     parsed = parse(raw, CMS, record_max_bytes=1 << 20)
     assert parsed.table["_header_data_year"].to_pylist() == ["2017", None, "\ufffd"]
+
+
+# Limits on what a record may carry, and numbers that are not finite.
+
+LIMITS = RecordLimits(max_depth=8, max_fields=20, field_name_max_chars=16)
+
+
+def nested(levels: int, field: str = "extra") -> bytes:
+    """A good tick whose undeclared `field` makes the record `levels` deep (its own object is level 1)."""
+    inner = '{"a": ' * (levels - 1) + "1" + "}" * (levels - 1)
+    return good()[:-1] + f', "{field}": {inner}}}'.encode()
+
+
+def reasons_of(parsed) -> dict[int, str]:
+    return dict(zip(parsed.quarantine["_offset"].to_pylist(), parsed.quarantine["reason"].to_pylist(), strict=True))
+
+
+def test_a_record_nested_deeper_than_the_limit_is_quarantined_naming_the_field_and_the_depth():
+    parsed = parse(batch(good(), nested(8), nested(9), good()), CONTRACT, record_max_bytes=1 << 20, limits=LIMITS)
+    assert parsed.table["_offset"].to_pylist() == [100, 101, 103]
+    assert reasons_of(parsed) == {102: 'too deep: field "extra" nested 9 levels > 8'}
+
+
+def test_nesting_counts_lists_as_levels_and_brackets_inside_strings_not_at_all():
+    lists = good()[:-1] + b', "extra": [[[[[[[[1]]]]]]]]}'  # 9 levels with the record
+    in_a_string = good(note="[[[[{{{{[[[[{{{{")
+    parsed = parse(batch(lists, in_a_string), CONTRACT, record_max_bytes=1 << 20, limits=LIMITS)
+    assert reasons_of(parsed) == {100: 'too deep: field "extra" nested 9 levels > 8'}
+    assert parsed.table["_offset"].to_pylist() == [101]
+
+
+def test_a_record_too_deep_for_pyarrows_reader_is_quarantined_before_the_reader_sees_it():
+    # pyarrow's JSON reader segfaults near 16,000 levels; 2,000 already takes it a noticeable time.
+    for hostile in (nested(2_000), nested(100_000), b"[" * 500_000):
+        parsed = parse(batch(good(), hostile, good()), CONTRACT, record_max_bytes=1 << 20)
+        assert parsed.table["_offset"].to_pylist() == [100, 102]
+        assert reasons_of(parsed)[101].startswith("too deep: ")
+    assert reasons_of(parse(batch(nested(2_000)), CONTRACT, record_max_bytes=1 << 20)) == {
+        100: 'too deep: field "extra" nested 2,000 levels > 64'
+    }
+
+
+def test_the_default_depth_limit_keeps_every_real_shape():
+    parsed = parse(batch(nested(64), nested(65)), CONTRACT, record_max_bytes=1 << 20)
+    assert parsed.table["_offset"].to_pylist() == [100]
+    assert reasons_of(parsed) == {101: 'too deep: field "extra" nested 65 levels > 64'}
+
+
+def test_a_record_with_more_fields_than_the_limit_nested_ones_included_is_quarantined():
+    flat = good(**{f"f{i}": i for i in range(17)})  # 3 declared + 17 = 20 fields
+    wide = good(**{f"f{i}": i for i in range(18)})
+    inside = good(box={f"f{i}": i for i in range(17)})  # 3 + box + 17
+    parsed = parse(batch(flat, wide, inside), CONTRACT, record_max_bytes=1 << 20, limits=LIMITS)
+    assert parsed.table["_offset"].to_pylist() == [100]
+    assert reasons_of(parsed) == {
+        101: "too many fields: 21 (nested ones included) > 20",
+        102: "too many fields: 21 (nested ones included) > 20",
+    }
+
+
+def test_records_within_the_field_limit_each_stay_even_when_together_they_hold_more_names():
+    values = [good(**{f"r{r}_f{i}": i for i in range(10)}) for r in range(6)]
+    parsed = parse(batch(*values), CONTRACT, record_max_bytes=1 << 20, limits=LIMITS)
+    assert parsed.rows == 6 and parsed.quarantine.num_rows == 0
+
+
+def test_a_field_name_longer_than_the_limit_is_quarantined_showing_its_start():
+    parsed = parse(
+        batch(good(**{"n" * 16: 1}), good(**{"n" * 100_000: 1}), good(box={"m" * 17: 1})),
+        CONTRACT,
+        record_max_bytes=1 << 20,
+        limits=LIMITS,
+    )
+    assert parsed.table["_offset"].to_pylist() == [100]
+    assert reasons_of(parsed) == {
+        101: f'field name too long: "{"n" * 40}…" (100,000 characters > 16)',
+        102: f'field name too long: "{"m" * 17}" (17 characters > 16)',
+    }
+
+
+def test_nan_and_infinities_in_a_declared_number_are_quarantined_as_not_finite():
+    spellings = [b"NaN", b"Infinity", b"-Infinity"]
+    values = [good()[:-1].replace(b"238.32", spelling) + b"}" for spelling in spellings]
+    parsed = parse(batch(good(), *values, good(price=1e308)), CONTRACT, record_max_bytes=1 << 20)
+    assert parsed.table["_offset"].to_pylist() == [100, 104]  # 1e308 is finite: the gate judges it
+    assert reasons_of(parsed) == {offset: "not a finite number: price" for offset in (101, 102, 103)}
+
+
+def test_nan_in_a_declared_integer_field_is_not_a_finite_number_either():
+    from ingestion.streams.office import CLAIMS
+
+    ok = {"id": 1, "patient_id": 7, "code": "X", "price": 10.0}
+    values = [json.dumps(ok).encode(), json.dumps({**ok, "patient_id": float("nan")}).encode()]
+    parsed = parse(batch(*values), CLAIMS, record_max_bytes=1 << 20)
+    assert parsed.rows == 1
+    assert reasons_of(parsed) == {101: "not a finite number: patient_id"}
+
+
+def test_nan_and_infinities_in_an_undeclared_field_are_kept_as_they_are():
+    values = [good()[:-1] + b', "extra": ' + spelling + b"}" for spelling in (b"NaN", b"Infinity", b"-Infinity")]
+    parsed = parse(batch(*values, good(extra=1.5)), CONTRACT, record_max_bytes=1 << 20)
+    assert parsed.quarantine.num_rows == 0
+    extra = parsed.table["extra"].to_pylist()
+    assert math.isnan(extra[0]) and extra[1:] == [math.inf, -math.inf, 1.5]
+
+
+def test_a_number_too_big_for_a_double_is_not_a_finite_number():
+    parsed = parse(batch(good()[:-1].replace(b"238.32", b"1e309") + b"}"), CONTRACT, record_max_bytes=1 << 20)
+    assert reasons_of(parsed) == {100: "not a finite number: price"}
+
+
+def test_a_record_with_a_duplicate_key_is_quarantined_naming_the_key():
+    twice = b'{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 1.0, "price": 2.0}'
+    parsed = parse(batch(good(), twice), CONTRACT, record_max_bytes=1 << 20)
+    assert reasons_of(parsed) == {101: 'duplicate field: "price"'}
+
+
+def test_a_raw_json_record_nested_deeper_than_the_limit_is_quarantined_and_shallower_ones_kept():
+    from ingestion.streams.stedi import REDIS
+
+    shallow = b'{"key": "Q3VzdG9tZXI=", "zSetEntries": [{"element": "e30=", "score": 0}]}'
+    deep = b'{"key": ' + b"[" * 9 + b"]" * 9 + b"}"
+    huge = b'{"key": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    parsed = parse(batch(shallow, deep, huge), REDIS, record_max_bytes=1 << 20, limits=LIMITS)
+    assert parsed.table["_offset"].to_pylist() == [100]
+    assert reasons_of(parsed) == {
+        101: 'too deep: field "key" nested 10 levels > 8',
+        102: 'too deep: field "key" nested 200,001 levels > 8',
+    }
+
+
+def test_the_limits_come_from_the_environment_and_a_depth_the_reader_cannot_take_is_refused(monkeypatch):
+    from ingestion.config import settings
+
+    monkeypatch.setenv("LAKEHOUSE_RECORD_MAX_DEPTH", "12")
+    monkeypatch.setenv("LAKEHOUSE_RECORD_MAX_FIELDS", "50")
+    monkeypatch.setenv("LAKEHOUSE_FIELD_NAME_MAX_CHARS", "30")
+    assert settings().record_limits == RecordLimits(max_depth=12, max_fields=50, field_name_max_chars=30)
+    monkeypatch.setenv("LAKEHOUSE_RECORD_MAX_DEPTH", "20000")
+    with pytest.raises(ValueError, match="LAKEHOUSE_RECORD_MAX_DEPTH must be between 1 and 10,000"):
+        settings()

@@ -29,8 +29,8 @@ by_state as (
         count(*) as providers,
         sum(services) as services,
         sum(services * avg_payment) / nullif(sum(services), 0) as avg_payment,
-        stddev_samp(avg_payment) as within_state_stddev_payment,
-        stddev_samp(avg_payment) / nullif(avg(avg_payment), 0) as within_state_cv_payment,
+        {{ stddev_samp_or_null('avg_payment') }} as within_state_stddev_payment,
+        {{ stddev_samp_or_null('avg_payment') }} / nullif(avg(avg_payment), 0) as within_state_cv_payment,
         min(avg_payment) as min_provider_payment,
         max(avg_payment) as max_provider_payment
 

@@ -31,7 +31,7 @@ variation as (
         sum(services * avg_payment) / nullif(sum(services), 0) as mean_payment,
         avg(avg_payment) as provider_mean_payment,
         quantile_cont(avg_payment, 0.5) as median_payment,
-        stddev_samp(avg_payment) as stddev_payment,
+        {{ stddev_samp_or_null('avg_payment') }} as stddev_payment,
         quantile_cont(avg_payment, 0.1) as p10_payment,
         quantile_cont(avg_payment, 0.9) as p90_payment,
         min(avg_payment) as min_payment,

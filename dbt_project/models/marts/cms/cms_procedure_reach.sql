@@ -13,7 +13,7 @@ reach as (
         max(hcpcs_description) as hcpcs_description,
         count(distinct state) as states,
         count(distinct npi) as providers,
-        cast(sum(services) as double) as services,
+        sum(cast(services as double)) as services,
         sum(beneficiaries) as beneficiaries,
         count(*) as provider_service_rows
 

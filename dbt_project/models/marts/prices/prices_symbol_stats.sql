@@ -14,7 +14,7 @@ symbol_stats as (
         min(price) as min_price,
         max(price) as max_price,
         avg(price) as mean_price,
-        stddev_samp(price) as stddev_price,
+        {{ stddev_samp_or_null('price') }} as stddev_price,
         min(ts) as first_ts,
         max(ts) as last_ts
 
