@@ -367,7 +367,7 @@ def _replay_file(
     chosen = table.filter(_selected(table, reason, offsets))
     if not chosen.num_rows:
         return
-    parsed = parse(as_raw_batch(contract.topic, batch.partition, chosen), contract, s.record_max_bytes)
+    parsed = parse(as_raw_batch(contract.topic, batch.partition, chosen), contract, s.record_max_bytes, s.record_limits)
     report.still.update(parsed.quarantine["reason"].to_pylist())
     failing = suite_failures(contract, parsed.table)
     report.still.update(failing.values())
