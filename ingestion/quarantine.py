@@ -282,7 +282,7 @@ def _replay_set_aside(
 
     entries = set_aside.read_topic(s, contract.topic)
     if reason is not None:
-        entries = entries[[reason_matches(r, reason) for r in entries["reason"]]]
+        entries = entries[entries["reason"].map(lambda text: reason_matches(text, reason)).astype(bool)]
     if offsets is not None:
         entries = entries[
             (entries["_partition"] == offsets.partition)
