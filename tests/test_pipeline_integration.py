@@ -173,7 +173,7 @@ def test_gate_failing_records_followed_by_good_ones_are_set_aside_and_the_good_o
     assert sorted(zip(aside["column"], aside["value"], strict=True)) == [("price", "-5.0"), ("symbol", "APPL")]
     assert set(aside["suite"]) == {"raw_prices"} and all(aside["reason"].str.startswith("raw_prices: "))
     # Every record produced is in the marts' input, set aside or quarantined, once.
-    checks = verify(["prices"])
+    checks = verify(["prices"]).checks
     assert all(c.ok for c in checks)
     produced = sum(c.broker_end - c.broker_start for c in checks)
     staged = warehouse("select count(*) as n from stg_prices__ticks")["n"][0]
