@@ -273,7 +273,8 @@ def test_rows_a_gate_set_aside_are_replayed_through_the_fixed_suites_and_reach_s
     from ingestion import set_aside
 
     recreate_topics(kafka_env, TOPIC, partitions=1)
-    send(kafka_env, [(0, tick(i, 100 + i), None) for i in range(20)] + [(0, tick(20, -5), None)])
+    records = [(0, tick(i, 100 + i), None) for i in range(20)] + [(0, tick(20, -5), None), (0, b"{broken", None)]
+    send(kafka_env, records)
     lakehouse("drain", TOPIC)
     assert "1 of 21 rows set aside" in lakehouse("build", TOPIC)
 
