@@ -226,8 +226,7 @@ class Ledger:
         self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=full")
-        self._db.execute("begin immediate")
-        try:
+        with self._transaction():
             for statement in _SCHEMA:
                 self._db.execute(statement)
             columns = [row[1] for row in self._db.execute("pragma table_info(batches)")]
@@ -238,6 +237,13 @@ class Ledger:
                     f"insert into batches ({_BATCH_COLUMNS}) select {_BATCH_COLUMNS.replace('generation', '0')} from batches_before_generations"
                 )
                 self._db.execute("drop table batches_before_generations")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction: all of it or nothing."""
+        self._db.execute("begin immediate")
+        try:
+            yield
             self._db.execute("commit")
         except BaseException:
             self._db.execute("rollback")
@@ -316,8 +322,7 @@ class Ledger:
 
     def commit(self, batch: Batch) -> None:
         """The one atomic step that makes a batch part of the lake."""
-        self._db.execute("begin immediate")
-        try:
+        with self._transaction():
             self._check_contiguous(batch.topic, batch.generation, batch.partition, batch.start)
             self._db.execute(
                 f"insert into batches ({_BATCH_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -336,10 +341,6 @@ class Ledger:
                     batch.committed_at,
                 ),
             )
-            self._db.execute("commit")
-        except BaseException:
-            self._db.execute("rollback")
-            raise
 
     def _check_contiguous(self, topic: str, generation: int, partition: int, start: int) -> None:
         stored_end = self._stored_end(topic, generation, partition)
@@ -360,8 +361,7 @@ class Ledger:
 
     def record_loss(self, loss: Loss) -> None:
         """Note offsets the broker no longer has, in their place in the partition's sequence."""
-        self._db.execute("begin immediate")
-        try:
+        with self._transaction():
             stored_end = self._stored_end(loss.topic, loss.generation, loss.partition)
             if stored_end is not None and stored_end != loss.start:
                 raise LedgerConflict(
@@ -372,10 +372,6 @@ class Ledger:
                 "insert into losses values (?, ?, ?, ?, ?, ?, ?, null)",
                 (loss.topic, loss.generation, loss.partition, loss.start, loss.end, loss.found_at, loss.reason),
             )
-            self._db.execute("commit")
-        except BaseException:
-            self._db.execute("rollback")
-            raise
 
     def losses(self, topic: str) -> list[Loss]:
         rows = self._db.execute(
@@ -407,8 +403,7 @@ class Ledger:
 
     def replace_files(self, topic: str, replacements: dict[str, str]) -> None:
         """Point every batch of the topic that names an old file at its new one, in one transaction."""
-        self._db.execute("begin immediate")
-        try:
+        with self._transaction():
             rows = self._db.execute(
                 "select generation, partition, start_offset, files from batches where topic = ?", (topic,)
             ).fetchall()
@@ -421,10 +416,6 @@ class Ledger:
                         "where topic = ? and generation = ? and partition = ? and start_offset = ?",
                         (json.dumps(renamed), topic, generation, partition, start),
                     )
-            self._db.execute("commit")
-        except BaseException:
-            self._db.execute("rollback")
-            raise
 
     def move_out_of_quarantine(
         self,
@@ -438,8 +429,7 @@ class Ledger:
         """The one atomic step of a quarantine replay: `moved` records of the batch leave its
         quarantine file `retired` (for `quarantine`, the file of those that stay, or None) for
         the new `raw_files`."""
-        self._db.execute("begin immediate")
-        try:
+        with self._transaction():
             row = self._db.execute(
                 "select files, quarantined from batches "
                 "where topic = ? and generation = ? and partition = ? and start_offset = ?",
@@ -465,10 +455,6 @@ class Ledger:
                     batch.start,
                 ),
             )
-            self._db.execute("commit")
-        except BaseException:
-            self._db.execute("rollback")
-            raise
 
     def committed_files(self, topic: str) -> set[str]:
         return {name for batch in self.batches(topic) for name in batch.files}

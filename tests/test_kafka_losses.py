@@ -13,11 +13,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tests.cli import LAKEHOUSE, lakehouse, run
 from tests.conftest import free_port_pair, recreate_topics
+from tests.test_drain_faults import broker_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +34,6 @@ def send(bootstrap: str, count: int, first: int = 0) -> None:
         if i % 1000 == 0:
             producer.poll(0)
     assert producer.flush(30) == 0
-
-
-def watermarks(bootstrap: str) -> dict[int, tuple[int, int]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "losses-check"})
-    try:
-        partitions = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10) for p in partitions}
-    finally:
-        consumer.close()
 
 
 def delete_records_before(bootstrap: str, offsets: dict[int, int]) -> None:
@@ -77,9 +69,9 @@ def test_records_removed_by_retention_before_a_drain_are_a_named_loss_until_an_o
     recreate_topics(kafka_env, TOPIC)
     send(kafka_env, 1000)
     lakehouse("drain", TOPIC)
-    drained = {p: high for p, (_, high) in watermarks(kafka_env).items()}
+    drained = {p: high for p, (_, high) in broker_offsets(kafka_env).items()}
     send(kafka_env, 2000, first=1000)
-    removed_to = {p: drained[p] + (high - drained[p]) // 2 for p, (_, high) in watermarks(kafka_env).items()}
+    removed_to = {p: drained[p] + (high - drained[p]) // 2 for p, (_, high) in broker_offsets(kafka_env).items()}
     delete_records_before(kafka_env, removed_to)
 
     again = run("drain", TOPIC)
@@ -91,7 +83,7 @@ def test_records_removed_by_retention_before_a_drain_are_a_named_loss_until_an_o
 
     # Every offset the broker ever had is stored once, or inside the named loss.
     stored = stored_offsets(lake_home)
-    for partition, (low, high) in watermarks(kafka_env).items():
+    for partition, (low, high) in broker_offsets(kafka_env).items():
         assert low == removed_to[partition]
         assert stored[partition] == list(range(drained[partition])) + list(range(low, high))
 
@@ -136,7 +128,7 @@ def test_a_topic_deleted_and_created_again_is_refused_until_a_new_generation_the
 
     new = stored_offsets(lake_home, generation=1)
     assert {p: offsets for p, offsets in new.items()} == {
-        p: list(range(low, high)) for p, (low, high) in watermarks(kafka_env).items() if high > low
+        p: list(range(low, high)) for p, (low, high) in broker_offsets(kafka_env).items() if high > low
     }
     assert sum(len(offsets) for offsets in new.values()) == 6100
     assert sum(len(offsets) for offsets in stored_offsets(lake_home).values()) == 500
@@ -202,7 +194,7 @@ def test_a_drain_whose_broker_is_killed_gives_up_saying_so_and_the_next_one_stor
     again = run("drain", TOPIC)
     assert again.returncode == 0, again.stderr
     stored = stored_offsets(lake_home)
-    for partition, (low, high) in watermarks(own_broker).items():
+    for partition, (low, high) in broker_offsets(own_broker).items():
         assert stored.get(partition, []) == list(range(low, high))
     code, checks = verify_json(TOPIC)
     assert code == 0 and all(c["lag"] == 0 for c in checks)
