@@ -147,7 +147,7 @@ def run(
         ui = start_dev(s, port=port, log_to=log_file)
         print(f"Dagster is starting at http://127.0.0.1:{port} (log: {log_file}); waiting for the sensor's run...")
         instance = dg.DagsterInstance.from_config(str(s.dagster_home))
-        from orchestration.defs.dbt import mart_names
+        from orchestration.manifest import mart_names
 
         marts = mart_names()
         wait_for_marts(instance, marts, since, timeout_s, ui, log_file)

@@ -90,7 +90,7 @@ def gate_state(outcome: dict) -> str:
 def mart_status(settings: Settings, topics: list[TopicStatus]) -> list[MartStatus]:
     import duckdb
 
-    from orchestration.defs.dbt import mart_names, model_streams
+    from orchestration.manifest import mart_names, model_streams
 
     streams = model_streams()
     built = built_at(settings)

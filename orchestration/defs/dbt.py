@@ -17,6 +17,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from ingestion import refresh
 from ingestion.config import REPO_ROOT, export_for_subprocesses, settings
+from orchestration.manifest import model_meta
 from orchestration.snapshots import publish_snapshot
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -166,27 +167,6 @@ def with_mart_previews(context: dg.AssetExecutionContext, events: list) -> Itera
                         extra["chart"] = dg.MetadataValue.md(as_markdown(bar_chart(frame, charts[name], name), name))
                     event = event.with_metadata({**event.metadata, **extra})
             yield event
-
-
-def model_nodes() -> list[dict[str, Any]]:
-    """Every dbt model of the manifest, as dbt describes it."""
-    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
-    return [n for n in nodes if n["resource_type"] == "model"]
-
-
-def mart_names() -> list[str]:
-    """Every mart of the dbt project, by name."""
-    return sorted(n["name"] for n in model_nodes() if n["fqn"][1] == "marts")
-
-
-def model_meta() -> dict[str, dict[str, Any]]:
-    """Every dbt model's `meta`, by name."""
-    return {n["name"]: n.get("config", {}).get("meta", {}) for n in model_nodes()}
-
-
-def model_streams() -> dict[str, str]:
-    """The stream (folder under the layer) of every dbt model, by name."""
-    return {n["name"]: n["fqn"][2] for n in model_nodes() if len(n["fqn"]) > 3}
 
 
 @dg.definitions
