@@ -92,6 +92,19 @@ def kafka_env(kafka_bootstrap: str, lake_home: Path, monkeypatch: pytest.MonkeyP
     return kafka_bootstrap
 
 
+@pytest.fixture
+def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lake_home: Path):
+    """A broker of this test's own, to stop and start without disturbing the session's."""
+    from ingestion import local_kafka
+
+    port = free_port_pair()
+    monkeypatch.setenv("LAKEHOUSE_KAFKA_PORT", str(port))
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    local_kafka.start()
+    yield f"127.0.0.1:{port}"
+    local_kafka.stop()
+
+
 def recreate_topics(bootstrap: str, *topics: str, partitions: int = 3) -> None:
     """Delete and create topics so that a test starts from offset 0 on an empty log."""
     from confluent_kafka.admin import NewTopic

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ingestion.failpoints import POINTS
 from tests.cli import LAKEHOUSE
-from tests.conftest import free_port_pair, recreate_topics
+from tests.conftest import recreate_topics
 
 pytestmark = pytest.mark.integration
 
@@ -176,19 +176,6 @@ def test_two_drains_of_one_topic_at_once_never_both_write(kafka_env, lake_home):
     # The lock serialises them: the second found the whole topic already stored.
     assert sum("nothing new" in out for out, _ in outputs) == 1, outputs
     assert_every_offset_once(lake_home, kafka_env)
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lake_home: Path):
-    """A broker of this test's own, to stop and start without disturbing the session's."""
-    from ingestion import local_kafka
-
-    port = free_port_pair()
-    monkeypatch.setenv("LAKEHOUSE_KAFKA_PORT", str(port))
-    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
-    local_kafka.start()
-    yield f"127.0.0.1:{port}"
-    local_kafka.stop()
 
 
 def test_a_broker_restart_in_the_middle_of_a_drain_loses_nothing_and_doubles_nothing(own_broker, lake_home):

@@ -153,19 +153,6 @@ def test_a_topic_deleted_and_created_again_is_refused_until_a_new_generation_the
     assert "500" in shell and "6100" in shell
 
 
-@pytest.fixture
-def own_broker(monkeypatch: pytest.MonkeyPatch, lake_home: Path):
-    """A broker of this test's own, to kill without disturbing the session's."""
-    from ingestion import local_kafka
-
-    port = free_port_pair()
-    monkeypatch.setenv("LAKEHOUSE_KAFKA_PORT", str(port))
-    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
-    local_kafka.start()
-    yield f"127.0.0.1:{port}"
-    local_kafka.stop()
-
-
 def test_a_drain_whose_broker_is_killed_gives_up_saying_so_and_the_next_one_stores_everything_once(
     own_broker, lake_home
 ):
