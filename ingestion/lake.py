@@ -271,12 +271,6 @@ class Ledger:
             return None
         return Generation(topic, row[0], row[1], row[2])
 
-    def generations(self, topic: str) -> list[Generation]:
-        rows = self._db.execute(
-            "select generation, topic_id, started_at from generations where topic = ? order by generation", (topic,)
-        ).fetchall()
-        return [Generation(topic, *row) for row in rows]
-
     def start_generation(self, topic: str, topic_id: str | None) -> Generation:
         """Begin the topic's next generation (the first one when it has none): later batches and
         losses belong to it, and its offsets start again wherever the broker's log begins."""

@@ -115,15 +115,12 @@ def verify_topic(topic: str, s: Settings, consumer: Consumer | None) -> list[Par
         batches = ledger.batches(topic)
         losses = ledger.losses(topic)
         current = ledger.generation(topic)
+        progress = ledger.progress(topic)
     files = _file_counts(s, topic)
     live = current.number if current else 0
     changed = None
     if current is not None and marks is not None:
         broker_id = kafka.topic_id(topic) if current.topic_id else None
-        progress: dict[int, int] = {}
-        for span in [*batches, *losses]:
-            if span.generation == live:
-                progress[span.partition] = max(progress.get(span.partition, 0), span.end)
         changed = identity_problem(topic, current, broker_id, progress, marks)
     if changed:  # the broker's topic is not the one stored: compare the lake with itself alone
         marks = {}
