@@ -3,7 +3,9 @@
 Everything the product writes at run time lives under one folder, ``LAKEHOUSE_HOME``
 (``data_lake/`` in the repository by default), so moving or wiping that folder moves or
 wipes the whole state: the lake, the quarantine, the progress ledger, the warehouse,
-Kafka's data and Dagster's home.
+Kafka's data and Dagster's home. The Iceberg catalog and its warehouse default to
+`catalog.db` and `warehouse/` there too, and can live elsewhere (a PostgreSQL catalog shared by
+several machines, an S3 warehouse): `LAKEHOUSE_CATALOG_URI`, `LAKEHOUSE_WAREHOUSE`.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class Settings:
     record_max_bytes: int
     drain_stall_timeout_s: float
     record_limits: RecordLimits
+    catalog_uri: str  # the Iceberg SQL catalog: a SQLAlchemy URI, sqlite:///… or postgresql://…
+    warehouse: str  # where the Iceberg tables' files live: a local folder or s3://bucket/prefix
+    s3_endpoint: str | None  # an S3-compatible server's URL; None means AWS itself
 
     @property
     def raw_dir(self) -> Path:
@@ -98,6 +103,7 @@ class Settings:
 
     @property
     def warehouse_path(self) -> Path:
+        """dbt's DuckDB database (the Iceberg tables' files are under `warehouse`)."""
         return self.home / "warehouse.duckdb"
 
     @property
@@ -143,7 +149,18 @@ def settings() -> Settings:
         # A drain whose broker sends nothing for this long gives up, saying so; the next one goes on.
         drain_stall_timeout_s=_int("LAKEHOUSE_DRAIN_STALL_TIMEOUT_S", 120),
         record_limits=_record_limits(),
+        catalog_uri=os.environ.get("LAKEHOUSE_CATALOG_URI") or f"sqlite:///{home / 'catalog.db'}",
+        warehouse=os.environ.get("LAKEHOUSE_WAREHOUSE") or str(home / "warehouse"),
+        s3_endpoint=os.environ.get("LAKEHOUSE_S3_ENDPOINT") or None,
     )
+
+
+def duckdb_extensions_dir() -> Path:
+    """Where the official `duckdb-ext-*` wheels put their binaries; DuckDB loads them from there,
+    offline, and never downloads one."""
+    import duckdb_ext
+
+    return Path(next(iter(duckdb_ext.__path__))) / "extensions"
 
 
 def export_for_subprocesses(s: Settings | None = None) -> dict[str, str]:
@@ -154,6 +171,7 @@ def export_for_subprocesses(s: Settings | None = None) -> dict[str, str]:
     os.environ["DAGSTER_HOME"] = str(s.dagster_home)
     os.environ["DBT_TARGET_PATH"] = str(s.dbt_target_dir)
     os.environ["DBT_LOG_PATH"] = str(s.dbt_log_dir)
+    os.environ["LAKEHOUSE_DUCKDB_EXTENSIONS"] = str(duckdb_extensions_dir())
     os.environ.setdefault("DBT_PROFILES_DIR", str(REPO_ROOT / "dbt_project"))
     # dbt, dagster and duckdb are console scripts beside this interpreter; callers need not activate the venv.
     scripts = str(Path(sys.executable).parent)

@@ -1,0 +1,55 @@
+"""DuckDB connections that read the lake's Iceberg tables, offline.
+
+The iceberg, avro, httpfs, sqlite and postgres extensions come from the official `duckdb-ext-*`
+wheels (pinned with DuckDB itself in pyproject.toml) and are loaded from their package folder;
+nothing is ever downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+
+from ingestion.catalog import is_object_storage, s3_region
+from ingestion.config import Settings, duckdb_extensions_dir
+
+
+def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection whose extensions load from the wheels' folder, never from the network."""
+    return duckdb.connect(
+        database,
+        read_only=read_only,
+        config={"extension_directory": str(duckdb_extensions_dir()), "autoinstall_known_extensions": False},
+    )
+
+
+def read_iceberg(con: duckdb.DuckDBPyConnection, settings: Settings) -> duckdb.DuckDBPyConnection:
+    """Let the connection read the lake's Iceberg tables (`iceberg_scan(<metadata location>)`)."""
+    con.execute("load avro; load iceberg")
+    if is_object_storage(settings):
+        con.execute("load httpfs")
+        con.execute(s3_secret_sql(settings))
+    return con
+
+
+def s3_secret_sql(settings: Settings) -> str:
+    """A DuckDB secret for the warehouse's bucket, from the same variables pyiceberg reads."""
+
+    def quoted(value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
+    options = {
+        "type": "s3",
+        "key_id": quoted(os.environ.get("AWS_ACCESS_KEY_ID", "")),
+        "secret": quoted(os.environ.get("AWS_SECRET_ACCESS_KEY", "")),
+        "region": quoted(s3_region()),
+    }
+    if os.environ.get("AWS_SESSION_TOKEN"):
+        options["session_token"] = quoted(os.environ["AWS_SESSION_TOKEN"])
+    if settings.s3_endpoint:
+        scheme, _, host = settings.s3_endpoint.partition("://")
+        options["endpoint"] = quoted(host.rstrip("/") if host else scheme)
+        options["use_ssl"] = "true" if scheme == "https" else "false"
+        options["url_style"] = "'path'"
+    return "create or replace secret lakehouse_s3 (" + ", ".join(f"{k} {v}" for k, v in options.items()) + ")"
