@@ -153,7 +153,7 @@ def contender_naive(bootstrap: str) -> int:
     for messages in _batches(bootstrap):
         for m in messages:
             row = json.loads(m.value())
-            row.update(_partition=m.partition(), _offset=m.offset())
+            row.update(_kafka_partition=m.partition(), _kafka_offset=m.offset())
             rows.append(row)
         if len(rows) >= BATCH:
             pd.DataFrame(rows).to_parquet(out / f"{files}.parquet")

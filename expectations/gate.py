@@ -1,7 +1,7 @@
 """The quality gate of a raw topic: run a suite over what arrived since the gate last passed.
 
-The gate keeps, per topic and suite, the offsets up to which the raw rows have been dealt with
-(`<LAKEHOUSE_HOME>/gates/<topic>/<suite>.json`). Each run validates the rows from there to
+The gate keeps, per topic and suite, the raw table's snapshot it passed and the offsets up to
+which that snapshot's rows have been dealt with (`<LAKEHOUSE_HOME>/gates/<topic>/<suite>.json`). Each run validates the rows from there to
 what the lake had committed when the run began, in pieces of bounded size, and decides over
 the whole range what each failing expectation does (`expectations/validation.py`):
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from expectations.validation import SuiteOutcome, combine, validate
 from ingestion import set_aside
 from ingestion.config import Settings
 from ingestion.contracts import Contract
-from ingestion.lake import Ledger, partition_key, read_raw
+from ingestion.lake import TopicTables, partition_key, read_path, read_raw
 
 
 @dataclass
@@ -65,12 +66,33 @@ def mark_path(settings: Settings, topic: str, suite: str) -> Path:
     return settings.gates_dir / topic / f"{suite}.json"
 
 
+def _mark(settings: Settings, topic: str, suite: str) -> dict:
+    path = mark_path(settings, topic, suite)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def passed_until(settings: Settings, topic: str, suite: str) -> dict[str, int]:
     """Per partition (by `lake.partition_key`), the offset up to which the topic's rows have passed the suite."""
-    path = mark_path(settings, topic, suite)
-    if not path.exists():
-        return {}
-    return {str(p): int(o) for p, o in json.loads(path.read_text()).items()}
+    return {str(p): int(o) for p, o in _mark(settings, topic, suite).get("offsets", {}).items()}
+
+
+def publish_read_snapshots(settings: Settings, contracts: Iterable[Contract]) -> None:
+    """Name, per topic, the raw snapshot staging reads (`raw_source()` in dbt_project/macros/gates.sql):
+    the oldest snapshot that every one of its gates has passed, or the current one for a topic
+    without gates; none while a gate has passed nothing yet."""
+    for contract in contracts:
+        tables = TopicTables.load(settings, contract.topic)
+        document: dict = {"topic": contract.topic}
+        if tables is not None:
+            # The newest metadata names every snapshot the table still has, and its schema.
+            document["metadata_location"] = tables.raw.metadata_location
+            if contract.suites:
+                marks = [_mark(settings, contract.topic, suite) for suite in contract.suites]
+                if all("snapshot_id" in mark for mark in marks):
+                    document["snapshot_id"] = min(marks, key=lambda mark: mark["sequence"])["snapshot_id"]
+            elif (snapshot := tables.raw.current_snapshot()) is not None:
+                document["snapshot_id"] = snapshot.snapshot_id
+        _save_json(read_path(settings, contract.table_name), document)
 
 
 def _save_json(path: Path, document: dict) -> None:
@@ -84,13 +106,15 @@ def run_gate(settings: Settings, contract: Contract, suite: str, chunk_rows: int
     """Validate the rows stored since the gate's mark; set failing rows aside and move the mark,
     unless the suite blocks."""
     since = passed_until(settings, contract.topic, suite)
-    with Ledger(settings.ledger_path) as ledger:
-        until = {partition_key(g, p): end for (g, p), end in ledger.stored_until(contract.topic).items()}
+    tables = TopicTables.load(settings, contract.topic)
+    state = tables.state() if tables else None
+    until = {partition_key(g, p): end for (g, p), end in state.stored_until().items()} if state else {}
     # A partition the mark is ahead of (a lake rebuilt from scratch) is validated from its start.
     since = {p: o for p, o in since.items() if o <= until.get(p, 0)}
     span = sum(end - since.get(p, 0) for p, end in until.items())
     pieces: list[SuiteOutcome] = []
-    for frame in read_raw(settings, contract.topic, since=since, until=until, chunk_rows=chunk_rows):
+    snapshot_id = state.snapshot_id if state else None
+    for frame in read_raw(settings, contract.topic, since, until, chunk_rows=chunk_rows, snapshot_id=snapshot_id):
         pieces.append(validate(frame, contract.stream, suite, aliases=contract.aliases))
         if _surely_blocked(pieces, span):
             # Nothing of a blocked range is set aside: its failing rows need not be kept.
@@ -98,7 +122,11 @@ def run_gate(settings: Settings, contract: Contract, suite: str, chunk_rows: int
     outcome = combine(pieces) if pieces else SuiteOutcome(suite, success=True, row_count=0, failing_rows=0)
     if not outcome.blocked:
         set_aside.record(settings, contract.topic, suite, since, until, outcome.set_aside)
-        _save_json(mark_path(settings, contract.topic, suite), dict(sorted(until.items())))
+        mark = {"offsets": dict(sorted(until.items()))}
+        if tables and snapshot_id is not None:
+            snapshot = tables.raw.snapshot_by_id(snapshot_id)
+            mark |= {"snapshot_id": snapshot_id, "sequence": snapshot.sequence_number}
+        _save_json(mark_path(settings, contract.topic, suite), mark)
     _save_json(
         last_outcome_path(settings, contract.topic, suite),
         {

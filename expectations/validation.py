@@ -32,11 +32,11 @@ import pandas as pd
 from expectations.suites import InvalidSuite, load_suite
 
 # Kafka coordinates shown with every failing row, so a reader can find the record.
-_COORDINATES = ("_partition", "_offset")
+_COORDINATES = ("_kafka_partition", "_kafka_offset")
 ON_FAILURE = ("set_aside", "block", "warn")
 DEFAULT_MOSTLY_MIN_ROWS = 100
 # Per failing (row, expectation): what the set-aside record keeps, `_expectation` its position in the suite.
-_FAILURE_COLUMNS = ["_generation", "_partition", "_offset", "_expectation", "value"]
+_FAILURE_COLUMNS = ["_generation", "_kafka_partition", "_kafka_offset", "_expectation", "value"]
 
 
 @dataclass
@@ -94,7 +94,7 @@ class SuiteOutcome:
     failing_rows: int  # rows failing any expectation, warnings included
     expectations: list[ExpectationOutcome] = field(default_factory=list)
     failing_sample: pd.DataFrame = field(default_factory=pd.DataFrame)
-    # Every (row, expectation) a set_aside expectation failed: _generation, _partition, _offset,
+    # Every (row, expectation) a set_aside expectation failed: _generation, _kafka_partition, _kafka_offset,
     # _expectation, value.
     failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_FAILURE_COLUMNS))
     mostly_min_rows: int = DEFAULT_MOSTLY_MIN_ROWS
@@ -119,7 +119,7 @@ class SuiteOutcome:
 
     @property
     def set_aside(self) -> pd.DataFrame:
-        """The rows to set aside, one per failed expectation: `_generation, _partition, _offset,
+        """The rows to set aside, one per failed expectation: `_generation, _kafka_partition, _kafka_offset,
         expectation, column, value, reason` (none when the suite blocks)."""
         chosen = [i for i, e in enumerate(self.expectations) if e.action == "set_aside"]
         frame = self.failures[self.failures["_expectation"].isin(chosen)] if not self.blocked else self.failures[:0]
@@ -127,8 +127,8 @@ class SuiteOutcome:
         return pd.DataFrame(
             {
                 "_generation": frame["_generation"].astype("int64"),
-                "_partition": frame["_partition"].astype("int64"),
-                "_offset": frame["_offset"].astype("int64"),
+                "_kafka_partition": frame["_kafka_partition"].astype("int64"),
+                "_kafka_offset": frame["_kafka_offset"].astype("int64"),
                 "expectation": [by_index[i].expectation for i in frame["_expectation"]],
                 "column": [by_index[i].column for i in frame["_expectation"]],
                 "value": frame["value"].astype("object"),
@@ -143,7 +143,7 @@ class SuiteOutcome:
     def set_aside_rows(self) -> int:
         """How many rows are set aside (a row failing two expectations counts once)."""
         frame = self.set_aside
-        return len(frame.drop_duplicates(["_generation", "_partition", "_offset"]))
+        return len(frame.drop_duplicates(["_generation", "_kafka_partition", "_kafka_offset"]))
 
     def summary(self) -> str:
         """One line: passed / N of M rows set aside / BLOCKED: why; warnings after."""
@@ -406,8 +406,8 @@ def _failures(frame: pd.DataFrame, position: int, rows: list[int], columns: list
     return pd.DataFrame(
         {
             "_generation": generation,
-            "_partition": failed["_partition"].astype("int64"),
-            "_offset": failed["_offset"].astype("int64"),
+            "_kafka_partition": failed["_kafka_partition"].astype("int64"),
+            "_kafka_offset": failed["_kafka_offset"].astype("int64"),
             "_expectation": position,
             "value": values.astype("object"),
         }

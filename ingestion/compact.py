@@ -1,20 +1,22 @@
-"""Merge the small files of closed date partitions into large ones, exactly once.
+"""Table maintenance: merge the small files of closed days into large ones, expire old snapshots,
+delete orphan files, each exactly once.
 
-A closed date partition is one before today (UTC): the drain rarely writes there again, and
-when a late record does land there it simply becomes a new small file for the next compaction.
-Per date and Kafka partition, files are merged in offset order into files of about the target
-size, named from the offset span they cover. The swap is the drain's commit protocol: the merged
-file is written pending, one ledger transaction points the batches at it, then the old files are
-deleted and the merged one renamed into place. A reader may miss those rows for that instant,
-but never sees them twice; a crash anywhere is finished by the next drain's or compaction's
-recovery, which publishes committed files and deletes files the ledger no longer names.
+A closed day is one before today (UTC): the drain rarely writes there again, and when a late
+record does land there it simply becomes a new small file for the next compaction. Per day,
+generation and Kafka partition, files are merged in offset order into files of about the target
+size, named from the offset span they cover. All merges of a topic become visible in one Iceberg
+`replace` commit that removes the small files and adds the merged ones, carrying the topic's state
+forward: a reader sees the old files or the new ones, never both, and a crash before the commit
+leaves only unreferenced files, which the next drain or compaction deletes. Snapshots older than
+the keep window (`LAKEHOUSE_SNAPSHOT_KEEP_DAYS`) are then expired, except the one staging reads,
+and the files no live snapshot references any more are deleted.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,38 +35,49 @@ class CompactReport:
     topic: str
     merged: list[tuple[str, int]] = field(default_factory=list)  # (new file, how many files it replaced)
     skipped: list[str] = field(default_factory=list)  # why a group was left alone
+    expired: int = 0  # snapshots expired, of both tables
+    orphans: int = 0  # files deleted that no snapshot referenced
 
     @property
     def files_before(self) -> int:
         return sum(n for _, n in self.merged)
 
 
-def _groups(files: list[Path], target_bytes: int) -> list[list[Path]]:
+@dataclass(frozen=True)
+class _File:
+    path: str
+    size: int
+    day: date | None
+    generation: int
+    partition: int
+    start: int
+    end: int
+
+
+def _groups(files: list[_File], target_bytes: int) -> list[list[_File]]:
     """Consecutive runs of files of about the target size; a run of one needs no merging."""
-    groups: list[list[Path]] = [[]]
+    groups: list[list[_File]] = [[]]
     size = 0
-    for path in files:
-        if groups[-1] and size + path.stat().st_size > target_bytes:
+    for file in files:
+        if groups[-1] and size + file.size > target_bytes:
             groups.append([])
             size = 0
-        groups[-1].append(path)
-        size += path.stat().st_size
+        groups[-1].append(file)
+        size += file.size
     return [g for g in groups if len(g) > 1]
 
 
-def _merge(paths: list[Path], target: Path) -> int:
-    """Write the files' rows, in order, into one pending file; one input file in memory at a time."""
-    schema = pa.unify_schemas([pq.read_schema(p) for p in paths], promote_options="permissive")
-    pending = target.with_name(target.name + lake.PENDING)
-    with pq.ParquetWriter(pending, schema, compression="zstd") as writer:
-        for path in paths:
-            table = pq.read_table(path)
-            for f in schema:
-                if f.name not in table.schema.names:
-                    table = table.append_column(f, pa.nulls(table.num_rows, f.type))
-            writer.write_table(table.select(schema.names).cast(schema), row_group_size=256 * 1024)
-    lake.fsync_file(pending)
-    return pending.stat().st_size
+def _raw_files(tables: lake.TopicTables) -> list[_File]:
+    files = tables.raw.inspect.data_files().select(["file_path", "file_size_in_bytes", "partition"]).to_pylist()
+    found = []
+    for row in files:
+        name = Path(row["file_path"].rsplit("/", 1)[-1])
+        span = lake.file_span(name)
+        if span is None or lake.file_replay(name):
+            continue  # another writer's file, or a replay's (it holds only some offsets of its range)
+        day = (row["partition"] or {}).get("day")
+        found.append(_File(row["file_path"], row["file_size_in_bytes"], day, lake.file_topic_generation(name), *span))
+    return found
 
 
 def compact(
@@ -73,46 +86,67 @@ def compact(
     s = s or current_settings()
     before = before or datetime.now(UTC).date()
     report = CompactReport(topic)
-    with lake.topic_lock(s, topic, lock_wait_s), lake.Ledger(s.ledger_path) as ledger:
-        lake.recover(s, ledger, topic)
-        for day_dir in sorted(lake.topic_dir(s.raw_dir, topic).glob("date=*")):
-            if date.fromisoformat(day_dir.name.removeprefix("date=")) >= before:
-                continue
-            by_partition: dict[int, list[Path]] = {}
-            for path in sorted(day_dir.glob("p*.parquet"), key=lambda p: _span(p)[1]):
-                by_partition.setdefault(_span(path)[0], []).append(path)
-            for partition, files in sorted(by_partition.items()):
-                for group in _groups(files, target_mb * 1024 * 1024):
-                    _swap(s, ledger, topic, partition, group, report)
+    with lake.topic_lock(s, topic, lock_wait_s):
+        tables = lake.TopicTables.load(s, topic)
+        if tables is None:
+            return report
+        tables.finish_replays()
+        report.orphans += tables.remove_orphans(s.orphan_min_age_s)
+        base = tables.state()
+        by_group: dict[tuple, list[_File]] = {}
+        for file in sorted(_raw_files(tables), key=lambda f: (f.generation, f.partition, f.start)):
+            if file.day is not None and file.day < before:
+                by_group.setdefault((file.day, file.generation, file.partition), []).append(file)
+        existing = {f.path for files in by_group.values() for f in files}
+        replacements: dict[str, list[str]] = {}
+        for (day, generation, partition), files in sorted(by_group.items()):
+            for group in _groups(files, target_mb * 1024 * 1024):
+                name = lake.data_file_name(partition, group[0].start, group[-1].end, generation)
+                target = tables.data_path("raw", day, name)
+                if target in existing and target not in {f.path for f in group}:
+                    report.skipped.append(f"{day}/p{partition}: {name} is outside the group")
+                    continue
+                try:
+                    _merge(tables, [f.path for f in group], target)
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                    report.skipped.append(f"{day}/p{partition}: {exc}")
+                    continue
+                replacements[target] = [f.path for f in group]
+        failpoint("compact-after-files")
+        if replacements:
+            tables.replace_files(base, replacements, {"lakehouse.compaction": str(len(replacements))})
+            for target, group in replacements.items():
+                report.merged.append((target, len(group)))
+                log.info("%s: merged %d files into %s", topic, len(group), target)
+        failpoint("compact-after-commit")
+        report.expired = tables.expire_snapshots(
+            datetime.now(UTC) - timedelta(days=s.snapshot_keep_days), protect=_staging_snapshot(s, topic)
+        )
+        report.orphans += tables.remove_orphans(s.orphan_min_age_s)
     return report
 
 
-def _span(path: Path) -> tuple[int, int, int]:
-    span = lake.file_span(path)
-    if span is None:
-        raise ValueError(f"{path} is not a drain file")
-    return span
+def _staging_snapshot(s: Settings, topic: str) -> set[int]:
+    """The snapshot staging reads (the one every gate passed): never expired under it."""
+    pointer = lake.read_pointer(s, lake.table_name(topic))
+    return {pointer["snapshot_id"]} if pointer.get("snapshot_id") is not None else set()
 
 
-def _swap(s: Settings, ledger: lake.Ledger, topic: str, partition: int, group: list[Path], report: CompactReport):
-    merged = group[0].parent / lake.data_file_name(partition, _span(group[0])[1], _span(group[-1])[2])
-    if merged.exists() and merged not in group:
-        # A batch's drain file and its replays' files share its range: merging only the replays'
-        # would overwrite the drain file. The next compaction, with other bounds, may take them.
-        report.skipped.append(f"{merged.parent.name}/p{partition}: {merged.name} is outside the group")
-        return
-    try:
-        _merge(group, merged)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        merged.with_name(merged.name + lake.PENDING).unlink(missing_ok=True)
-        report.skipped.append(f"{merged.parent.name}/p{partition}: {exc}")
-        return
-    failpoint("compact-after-files")
-    rel = str(merged.relative_to(s.home))
-    ledger.replace_files(topic, {str(p.relative_to(s.home)): rel for p in group})
-    failpoint("compact-after-commit")
-    for path in group:
-        path.unlink()
-    lake.publish(merged)
-    report.merged.append((rel, len(group)))
-    log.info("%s: merged %d files into %s", topic, len(group), rel)
+def _merge(tables: lake.TopicTables, paths: list[str], target: str) -> int:
+    """Write the files' rows, in order, into one file; one input file in memory at a time."""
+    io = tables.raw.io
+    schemas = []
+    for path in paths:
+        with io.new_input(path).open() as stream:
+            schemas.append(pq.read_schema(stream))
+    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    output = io.new_output(target)
+    with output.create(overwrite=True) as sink, pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        for path in paths:
+            with io.new_input(path).open() as stream:
+                table = pq.read_table(stream)
+            for f in schema:
+                if f.name not in table.schema.names:
+                    table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+            writer.write_table(table.select(schema.names).cast(schema), row_group_size=256 * 1024)
+    return len(output.to_input_file())

@@ -76,6 +76,10 @@ class Settings:
     catalog_uri: str  # the Iceberg SQL catalog: a SQLAlchemy URI, sqlite:///… or postgresql://…
     warehouse: str  # where the Iceberg tables' files live: a local folder or s3://bucket/prefix
     s3_endpoint: str | None  # an S3-compatible server's URL; None means AWS itself
+    # A file in a table's folder that no snapshot references is deleted once it is this old: a
+    # drain on another machine may be about to commit the files it has just written.
+    orphan_min_age_s: int
+    snapshot_keep_days: int  # `lakehouse compact` expires the tables' snapshots older than this
 
     @property
     def raw_dir(self) -> Path:
@@ -152,6 +156,8 @@ def settings() -> Settings:
         catalog_uri=os.environ.get("LAKEHOUSE_CATALOG_URI") or f"sqlite:///{home / 'catalog.db'}",
         warehouse=os.environ.get("LAKEHOUSE_WAREHOUSE") or str(home / "warehouse"),
         s3_endpoint=os.environ.get("LAKEHOUSE_S3_ENDPOINT") or None,
+        orphan_min_age_s=_int("LAKEHOUSE_ORPHAN_MIN_AGE_S", 3600),
+        snapshot_keep_days=_int("LAKEHOUSE_SNAPSHOT_KEEP_DAYS", 7),
     )
 
 

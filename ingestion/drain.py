@@ -2,7 +2,7 @@
 
 A drain is deterministic: it reads exactly the offset range it was given (up to the end
 offsets seen when it was planned), in batches bounded by records and bytes, and each batch
-becomes part of the lake by one ledger commit (see `lake.py`). It never relies on Kafka's
+becomes part of the lake by one commit of its raw table (see `lake.py`). It never relies on Kafka's
 committed offsets; it commits to Kafka afterwards only so that monitoring tools see the lag.
 """
 
@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,7 +26,7 @@ from ingestion.config import Settings
 from ingestion.config import settings as current_settings
 from ingestion.contracts import Contract
 from ingestion.failpoints import failpoint
-from ingestion.parse import Parsed, event_dates, parse
+from ingestion.parse import Parsed, parse, partition_days
 from ingestion.records import RawBatch
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class PartitionReport:
     bytes: int = 0
     batches: int = 0
     seconds: float = 0.0
+    commit_seconds: float = 0.0  # of the tables' commits
     lag: int = 0
 
 
@@ -96,7 +97,7 @@ class DrainReport:
     topic: str
     partitions: list[PartitionReport]
     seconds: float
-    recovered: tuple[int, int] = (0, 0)  # (published, deleted) pending files left by a crash
+    recovered: tuple[int, int] = (0, 0)  # (0, deleted): files a crash left uncommitted
     losses: list[lake.Loss] = field(default_factory=list)  # offsets the broker removed before they were stored
     generation: int = 0
 
@@ -124,7 +125,7 @@ def plan(progress: dict[int, int], marks: dict[int, tuple[int, int]]) -> list[Of
 
 
 def pending_ranges(contract: Contract, s: Settings | None = None) -> tuple[list[OffsetRange], dict[int, int]]:
-    """What a drain would read now, and the broker's end offsets; reads the ledger and the broker only.
+    """What a drain would read now, and the broker's end offsets; reads the tables' state and the broker only.
 
     Raises TopicChanged where the topic on the broker is no longer the one the lake stored.
     """
@@ -134,9 +135,9 @@ def pending_ranges(contract: Contract, s: Settings | None = None) -> tuple[list[
         marks = kafka.watermarks(contract.topic, consumer)
     finally:
         consumer.close()
-    with lake.Ledger(s.ledger_path) as ledger:
-        generation = ledger.generation(contract.topic)
-        progress = ledger.progress(contract.topic)
+    tables = lake.TopicTables.load(s, contract.topic)
+    state = tables.state() if tables else lake.State(contract.topic)
+    generation, progress = state.generation, state.progress()
     if generation is not None and (
         problem := identity_problem(contract.topic, generation, _broker_id(contract.topic, generation), progress, marks)
     ):
@@ -200,27 +201,30 @@ def _loss_reason(config: dict[str, str], first_drain: bool) -> str:
 
 
 def _record_losses(
-    ledger: lake.Ledger, topic: str, generation: int, marks: dict[int, tuple[int, int]]
-) -> list[lake.Loss]:
+    tables: lake.TopicTables, base: lake.State, generation: int, marks: dict[int, tuple[int, int]]
+) -> tuple[lake.State, list[lake.Loss]]:
     """Note, per partition, the offsets below the broker's first one that the lake never stored."""
-    progress = ledger.progress(topic)
+    topic = tables.topic
+    progress = base.progress()
     gone = {p: (progress.get(p), low) for p, (low, _) in marks.items() if low > progress.get(p, 0)}
     if not gone:
-        return []
+        return base, []
     config = kafka.topic_config(topic)
     losses = []
+    new = base
     for partition, (stored_to, low) in sorted(gone.items()):
         start = stored_to if stored_to is not None else 0
         loss = lake.Loss(topic, generation, partition, start, low, time.time(), _loss_reason(config, stored_to is None))
-        ledger.record_loss(loss)
+        new = replace(new.advanced(generation, partition, start, low), losses=(*new.losses, loss))
         losses.append(loss)
+    state = tables.commit_state(base, new)
     log.warning(
         "%s: %s offsets were removed by the broker before the lake stored them (%s; %s); recorded as a loss, "
         "the drain goes on from the broker's first offset; `lakehouse verify --accept-loss %s` acknowledges it",
         topic, f"{sum(loss.offsets for loss in losses):,}",
         ", ".join(f"[{loss.partition}] {loss.start}-{loss.end}" for loss in losses), losses[0].reason, topic,
     )  # fmt: skip
-    return losses
+    return state, losses
 
 
 def _clip(ranges: Sequence[OffsetRange], progress: dict[int, int], marks: dict[int, tuple[int, int]]):
@@ -333,35 +337,52 @@ def _take(cursor: _Cursor, run: RawBatch) -> tuple[int, int]:
 
 
 def _write_batch(
-    contract: Contract, parsed_table: pa.Table, quarantine: pa.Table, r: OffsetRange, s: Settings, generation: int
-) -> tuple[list[str], int]:
-    """Write the batch's files under their pending names; return their lake paths and total bytes."""
+    tables: lake.TopicTables,
+    contract: Contract,
+    parsed: Parsed,
+    r: OffsetRange,
+    generation: int,
+    quarantined_until: int,
+) -> tuple[list[str], list[str], int]:
+    """Write the batch's files into the tables' folders (nothing reads them before the commit);
+    return the raw files, the quarantine files and their total bytes. Quarantined records the
+    quarantine already holds (an earlier try committed them, then crashed) are left out."""
     name = lake.data_file_name(r.partition, r.start, r.end, generation)
-    if generation:  # the first generation's files carry no such column: it reads as null, meaning 0
-        parsed_table, quarantine = (
-            lake.with_generation(parsed_table, generation),
-            lake.with_generation(quarantine, generation),
-        )
-    files: list[str] = []
+    table = lake.with_generation(parsed.table, generation)
+    quarantine = lake.with_generation(parsed.quarantine, generation)
+    if quarantined_until > r.start:  # a crash between the two commits of an earlier try
+        quarantine = quarantine.filter(pc.greater_equal(quarantine["_kafka_offset"], quarantined_until))
+    raw_files: list[str] = []
+    quarantine_files: list[str] = []
     written = 0
-    if parsed_table.num_rows:
-        dates = event_dates(parsed_table, contract)
-        for day in pc.unique(dates).to_pylist():
-            part = parsed_table.filter(pc.equal(dates, pa.scalar(day, pa.date32())))
-            path = lake.topic_dir(s.raw_dir, contract.topic) / f"date={day.isoformat()}" / name
-            written += lake.write_pending(part, path)
-            files.append(str(path.relative_to(s.home)))
+    if table.num_rows:
+        days = partition_days(table, contract)
+        for day in pc.unique(days).to_pylist():
+            part = table.filter(pc.is_null(days) if day is None else pc.equal(days, pa.scalar(day, pa.date32())))
+            path = tables.data_path("raw", day, name)
+            written += tables.write(part, path)
+            raw_files.append(path)
             failpoint("while-writing")
     if quarantine.num_rows:
-        path = lake.topic_dir(s.quarantine_dir, contract.topic) / name
-        written += lake.write_pending(quarantine, path)
-        files.append(str(path.relative_to(s.home)))
-    return files, written
+        path = tables.data_path("quarantine", None, name)
+        written += tables.write(quarantine, path)
+        quarantine_files.append(path)
+    return raw_files, quarantine_files, written
+
+
+@dataclass
+class _Committer:
+    """The writer thread's view of the tables: batches commit one after another, each against
+    the state the previous one left."""
+
+    tables: lake.TopicTables
+    state: lake.State
+    quarantined_until: dict[str, int]
 
 
 def _drain_ranges(
     consumer: Consumer,
-    ledger: lake.Ledger,
+    committer: _Committer,
     contract: Contract,
     ranges: Sequence[OffsetRange],
     s: Settings,
@@ -373,7 +394,7 @@ def _drain_ranges(
 
     Reading, parsing and writing all release the GIL, so the three overlap. At most two batches
     wait behind the reader, so memory stays bounded whatever the backlog; batches are committed
-    in the order they were read, so each partition's ledger stays contiguous. What was read but
+    in the order they were read, so each partition's offsets stay contiguous. What was read but
     not yet cut into a batch when reading fails is simply read again by the next attempt.
     """
     if not ranges:
@@ -394,7 +415,7 @@ def _drain_ranges(
                 parsing = parser.submit(_parse_batch, contract, raw, s)
                 report = reports[raw.partition]
                 in_flight.append(
-                    writer.submit(_store_batch, consumer, ledger, contract, parsing, piece, s, report, generation)
+                    writer.submit(_store_batch, consumer, committer, contract, parsing, piece, report, generation)
                 )
         finally:
             # The batches already cut are committed in order whatever stopped the reading.
@@ -409,18 +430,20 @@ def _parse_batch(contract: Contract, raw: RawBatch, s: Settings) -> tuple[Parsed
 
 def _store_batch(
     consumer: Consumer,
-    ledger: lake.Ledger,
+    committer: _Committer,
     contract: Contract,
     parsing: Future[tuple[Parsed, float]],
     piece: OffsetRange,
-    s: Settings,
     report: PartitionReport,
     generation: int,
 ) -> None:
     parsed, parse_seconds = parsing.result()
     batch_started = time.monotonic()
+    key = lake.partition_key(generation, piece.partition)
     failpoint("before-write")
-    files, written = _write_batch(contract, parsed.table, parsed.quarantine, piece, s, generation)
+    raw_files, quarantine_files, written = _write_batch(
+        committer.tables, contract, parsed, piece, generation, committer.quarantined_until.get(key, 0)
+    )
     failpoint("after-files")
     batch = lake.Batch(
         topic=contract.topic,
@@ -430,32 +453,33 @@ def _store_batch(
         rows=parsed.rows - parsed.tombstones,
         quarantined=parsed.quarantine.num_rows,
         tombstones=parsed.tombstones,
-        files=tuple(files),
+        files=tuple(raw_files + quarantine_files),
         bytes=written,
         seconds=parse_seconds + time.monotonic() - batch_started,
         generation=generation,
     )
-    ledger.commit(batch)
+    committing = time.monotonic()
+    committer.state = committer.tables.commit_batch(committer.state, batch, raw_files, quarantine_files)
+    if quarantine_files:
+        committer.quarantined_until[key] = piece.end
+    report.commit_seconds += time.monotonic() - committing
     failpoint("after-commit")
-    for name in files:
-        lake.publish(s.home / name)
-    failpoint("after-publish")
     _mirror_commit(consumer, contract.topic, piece.partition, piece.end)
     report.rows += batch.rows
     report.quarantined += batch.quarantined
     report.tombstones += batch.tombstones
-    report.files.extend(files)
+    report.files.extend(batch.files)
     report.bytes += written
     report.batches += 1
     log.info(
         "%s[%d]: offsets %d-%d, %d rows, %d quarantined, %d files, %.2f s",
-        contract.topic, piece.partition, piece.start, piece.end, batch.rows, batch.quarantined, len(files),
+        contract.topic, piece.partition, piece.start, piece.end, batch.rows, batch.quarantined, len(batch.files),
         batch.seconds,
     )  # fmt: skip
 
 
 def _mirror_commit(consumer: Consumer, topic: str, partition: int, end: int) -> None:
-    """Mirror progress to Kafka for monitoring tools; the lake's ledger stays the truth. Sent
+    """Mirror progress to Kafka for monitoring tools; the raw table's snapshots stay the truth. Sent
     without waiting: a synchronous commit waits for as long as the broker is away."""
     try:
         consumer.commit(offsets=[TopicPartition(topic, partition, end)], asynchronous=True)
@@ -487,25 +511,34 @@ def drain(
     stall_timeout_s = s.drain_stall_timeout_s if stall_timeout_s is None else stall_timeout_s
     started = time.monotonic()
     topic = contract.topic
-    with lake.topic_lock(s, topic, lock_wait_s), lake.Ledger(s.ledger_path) as ledger:
-        recovered = lake.recover(s, ledger, topic)
-        if any(recovered):
-            log.info("%s: recovered after a crash: published %d, deleted %d pending files", topic, *recovered)
+    with lake.topic_lock(s, topic, lock_wait_s):
+        tables = lake.TopicTables.open(s, contract)
+        if finished := tables.finish_replays():
+            log.info("%s: finished %d quarantine replays a crash had interrupted", topic, finished)
+        orphans = tables.remove_orphans(s.orphan_min_age_s)
+        if orphans:
+            log.info("%s: deleted %d files a crash left uncommitted", topic, orphans)
         consumer = kafka.consumer(CONSUMER_GROUP)
         reports: dict[int, PartitionReport] = {}
         losses: list[lake.Loss] = []
         try:
-            generation = _generation(ledger, topic, kafka.watermarks(topic, consumer), new_generation)
             for _ in range(_MAX_ATTEMPTS):
+                tables.refresh()
+                state, generation = _generation(tables, kafka.watermarks(topic, consumer), new_generation)
+                new_generation = False  # started (or found unneeded) once; a re-plan must not start another
                 marks = kafka.watermarks(topic, consumer)
-                losses += _record_losses(ledger, topic, generation, marks)
-                progress = ledger.progress(topic)
+                state, lost = _record_losses(tables, state, generation, marks)
+                losses += lost
+                progress = state.progress()
                 todo = plan(progress, marks) if ranges is None else _clip(ranges, progress, marks)
+                committer = _Committer(tables, state, tables.quarantined_until())
                 try:
-                    _drain_ranges(consumer, ledger, contract, todo, s, stall_timeout_s, generation, reports)
+                    _drain_ranges(consumer, committer, contract, todo, s, stall_timeout_s, generation, reports)
                     break
                 except _OffsetsRemoved as exc:
                     log.info("%s[%d]: the broker removed offsets the drain was about to read", topic, exc.partition)
+                except lake.Fenced as exc:
+                    log.warning("%s: %s; planning again from the newest snapshot", topic, exc)
             else:
                 raise DrainStalled(f"{topic}: the broker kept removing offsets faster than the drain could read them")
             highs = {p: high for p, (_, high) in marks.items()}
@@ -515,7 +548,7 @@ def drain(
                 report.lag = max(0, highs.get(report.partition, report.end) - report.end)
         finally:
             _close_without_waiting_for_the_broker(consumer)
-    return DrainReport(topic, list(reports.values()), time.monotonic() - started, recovered, losses, generation)
+    return DrainReport(topic, list(reports.values()), time.monotonic() - started, (0, orphans), losses, generation)
 
 
 def _close_without_waiting_for_the_broker(consumer: Consumer, wait_s: float = 2.0) -> None:
@@ -526,24 +559,41 @@ def _close_without_waiting_for_the_broker(consumer: Consumer, wait_s: float = 2.
     closing.join(wait_s)
 
 
-def _generation(ledger: lake.Ledger, topic: str, marks: dict[int, tuple[int, int]], new_generation: bool) -> int:
-    """The generation this drain stores into, after checking the broker's topic is the lake's."""
-    current = ledger.generation(topic)
+def _generation(
+    tables: lake.TopicTables, marks: dict[int, tuple[int, int]], new_generation: bool
+) -> tuple[lake.State, int]:
+    """The state and the generation this drain stores into, after checking that the broker's
+    topic is the lake's."""
+    topic = tables.topic
+    state = tables.state()
+    current = state.generation
     broker_id = kafka.topic_id(topic) if marks else None
-    problem = None if current is None else identity_problem(topic, current, broker_id, ledger.progress(topic), marks)
+    problem = None if current is None else identity_problem(topic, current, broker_id, state.progress(), marks)
     if problem is None:
         if new_generation:
             log.info("%s: the topic is the one the lake stored; no new generation started", topic)
         if current is None:
-            return ledger.start_generation(topic, broker_id).number if marks else 0
+            if not marks:
+                return state, 0
+            return _start_generation(tables, state, broker_id, 0)
         if broker_id and not current.topic_id:
-            ledger.remember_topic_id(topic, current.number, broker_id)
-        return current.number
+            known = replace(current, topic_id=broker_id)
+            state = tables.commit_state(state, replace(state, generations=(*state.generations[:-1], known)))
+        return state, current.number
     if not new_generation or not marks:
         raise TopicChanged(problem)
-    started = ledger.start_generation(topic, broker_id)
+    state, number = _start_generation(tables, state, broker_id, current.number + 1)
     log.warning(
         "%s: generation %d starts at the broker's first offsets; the %d earlier one(s) stay in the lake as stored",
-        topic, started.number, started.number,
+        topic, number, number,
     )  # fmt: skip
-    return started.number
+    return state, number
+
+
+def _start_generation(
+    tables: lake.TopicTables, state: lake.State, broker_id: str | None, number: int
+) -> tuple[lake.State, int]:
+    """Begin the topic's next generation (the first one when it has none): later batches and
+    losses belong to it, and its offsets start again wherever the broker's log begins."""
+    started = lake.Generation(tables.topic, number, broker_id, time.time())
+    return tables.commit_state(state, replace(state, generations=(*state.generations, started))), number

@@ -12,7 +12,8 @@ import signal
 from collections import Counter
 
 # The points of a batch's life, in order.
-POINTS = ("before-write", "while-writing", "after-files", "after-commit", "after-publish")
+# "between-commits" falls after the quarantine table's commit and before the raw table's.
+POINTS = ("before-write", "while-writing", "after-files", "between-commits", "after-commit")
 # The points of a compaction's swap.
 COMPACT_POINTS = ("compact-after-files", "compact-after-commit")
 # The points of a quarantine replay's swap of one quarantine file, in order.

@@ -1,38 +1,58 @@
-"""The lake on disk: paths, atomic files, the progress ledger, the per-topic lock and recovery.
+"""The lake: each topic's Iceberg tables, their progress, the per-topic lock, and local atomic files.
 
-The ledger (`raw/_ledger.sqlite`) is the source of truth for what the lake holds. A batch is
-committed by one SQLite transaction that records its offset range and its files; files are
-written beforehand under a `.pending` name that no reader's `*.parquet` glob matches, and are
-renamed into place only after the commit. A crash before the commit leaves pending files that
-recovery deletes (the range is read again); a crash after it leaves pending files that recovery
-publishes. So every Kafka offset is in the lake exactly once, whatever the moment of the crash.
-Compaction (`compact.py`) and a quarantine replay (`quarantine.py`) swap files by the same protocol.
+A topic's records are the Iceberg table `raw.<table>` and its quarantined records
+`quarantine.<table>`, in the lake's catalog (`catalog.py`). A batch's Parquet files are written
+into the tables' folders first, then become part of the lake by one raw-table commit whose
+snapshot summary carries the topic's whole state: per partition of every generation of the topic,
+one past the last offset stored (batches and named losses alike), the generations with the
+broker's topic ids, and the losses. The newest snapshot alone therefore says what the lake holds:
+recovery reads it and never asks Kafka, and files no snapshot references (a crash between writing
+and committing) are orphans that the next drain deletes.
+
+Iceberg has no transaction over two tables. A batch's quarantined records are committed to the
+quarantine table first, and its summary records how far the quarantine holds each partition; a
+batch commits only quarantined records past that point. A crash between the two commits leaves
+quarantined records whose raw commit never happened; the range is read again, and its
+quarantined records are not committed twice, whatever ranges the redo cuts.
+
+Every commit is a compare-and-swap against the snapshot its plan read (pyiceberg's retries are
+off, see `catalog.py`): two drains sharing one catalog never both commit a range; the loser gets
+`Fenced` and plans again from the new snapshot.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
-import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingestion.catalog import TABLE_PROPERTIES, catalog
 from ingestion.config import Settings
+from ingestion.contracts import Contract
+from ingestion.failpoints import failpoint
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
+    from pyarrow.fs import FileSystem
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.table import Table
 
 PENDING = ".pending"
-# Rows of a topic's later generations carry it; the first generation's files have no such column.
+# Which generation of its topic a row belongs to (0 until the topic was deleted and created again).
 GENERATION_COLUMN = "_generation"
 # A drain or compaction file (`g<N>-` first in a later generation of the topic), or (with `-r<n>`)
 # the n-th replay's file of a batch's range.
@@ -164,294 +184,403 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-_BATCH_COLUMNS = (
-    "topic, generation, partition, start_offset, end_offset, rows, quarantined, tombstones, files, bytes, seconds, "
-    "committed_at"
-)
-
-_SCHEMA = (
-    """
-    create table if not exists batches (
-        topic text not null,
-        generation integer not null default 0,
-        partition integer not null,
-        start_offset integer not null,
-        end_offset integer not null,
-        rows integer not null,
-        quarantined integer not null,
-        tombstones integer not null,
-        files text not null,
-        bytes integer not null,
-        seconds real not null,
-        committed_at real not null,
-        primary key (topic, generation, partition, start_offset)
-    )
-    """,
-    """
-    create table if not exists generations (
-        topic text not null,
-        generation integer not null,
-        topic_id text,
-        started_at real not null,
-        primary key (topic, generation)
-    )
-    """,
-    # Offsets the broker removed before they were stored. They take their place in a partition's
-    # sequence like a batch with no rows, so the lake's ranges still tile the offsets, and stay a
-    # problem for `verify` until an operator accepts them.
-    """
-    create table if not exists losses (
-        topic text not null,
-        generation integer not null,
-        partition integer not null,
-        start_offset integer not null,
-        end_offset integer not null,
-        found_at real not null,
-        reason text not null,
-        accepted_at real,
-        primary key (topic, generation, partition, start_offset)
-    )
-    """,
-)
+# The raw table's snapshot summaries carry the topic's whole state (see the module's docstring).
+OFFSETS = "lakehouse.offsets"
+GENERATION = "lakehouse.generation"
+TOPIC_IDS = "lakehouse.topic-ids"
+LOSSES = "lakehouse.losses"
+BATCH = "lakehouse.batch"
+REPLAY = "lakehouse.replay"  # the raw files a quarantine replay moved records into
 
 
-class Ledger:
-    """What each topic partition has stored: committed offset ranges and their files, per
-    generation of the topic, and the offsets the broker removed before they could be stored."""
+class Fenced(RuntimeError):
+    """Another writer committed to the table since this one planned: plan again from the new snapshot."""
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        # The drain commits from its writer thread, one batch at a time, never concurrently.
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("pragma journal_mode=wal")
-        self._db.execute("pragma synchronous=full")
-        with self._transaction():
-            for statement in _SCHEMA:
-                self._db.execute(statement)
-            columns = [row[1] for row in self._db.execute("pragma table_info(batches)")]
-            if "generation" not in columns:  # a lake from before topic generations: all of it is generation 0
-                self._db.execute("alter table batches rename to batches_before_generations")
-                self._db.execute(_SCHEMA[0])
-                self._db.execute(
-                    f"insert into batches ({_BATCH_COLUMNS}) select {_BATCH_COLUMNS.replace('generation', '0')} from batches_before_generations"
-                )
-                self._db.execute("drop table batches_before_generations")
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One write transaction: all of it or nothing."""
-        self._db.execute("begin immediate")
-        try:
-            yield
-            self._db.execute("commit")
-        except BaseException:
-            self._db.execute("rollback")
-            raise
+@dataclass(frozen=True)
+class State:
+    """What the raw table's newest snapshot says the lake holds of its topic."""
 
-    def close(self) -> None:
-        self._db.close()
+    topic: str
+    snapshot_id: int | None = None
+    offsets: Mapping[str, int] = field(default_factory=dict)  # partition_key -> one past the last stored
+    generations: tuple[Generation, ...] = ()
+    losses: tuple[Loss, ...] = ()
 
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def generation(self, topic: str) -> Generation | None:
+    @property
+    def generation(self) -> Generation | None:
         """The topic's current generation, None before its first drain."""
-        row = self._db.execute(
-            "select generation, topic_id, started_at from generations where topic = ? order by generation desc limit 1",
-            (topic,),
-        ).fetchone()
-        if row is None:
-            # A lake from before generations that already holds batches: that is generation 0.
-            if self._db.execute("select 1 from batches where topic = ? limit 1", (topic,)).fetchone():
-                return Generation(topic, 0, None, 0.0)
-            return None
-        return Generation(topic, row[0], row[1], row[2])
+        return self.generations[-1] if self.generations else None
 
-    def start_generation(self, topic: str, topic_id: str | None) -> Generation:
-        """Begin the topic's next generation (the first one when it has none): later batches and
-        losses belong to it, and its offsets start again wherever the broker's log begins."""
-        current = self.generation(topic)
-        number = 0 if current is None else current.number + 1
-        self._db.execute("insert into generations values (?, ?, ?, ?)", (topic, number, topic_id, time.time()))
-        return Generation(topic, number, topic_id, time.time())
-
-    def remember_topic_id(self, topic: str, generation: int, topic_id: str) -> None:
-        """The broker's id of the topic, first seen by a drain of this generation."""
-        self._db.execute(
-            "insert into generations values (?, ?, ?, ?) "
-            "on conflict (topic, generation) do update set topic_id = excluded.topic_id",
-            (topic, generation, topic_id, time.time()),
-        )
-
-    def progress(self, topic: str) -> dict[int, int]:
+    def progress(self) -> dict[int, int]:
         """Per partition of the current generation, the offset the next batch starts at: one past
         the last stored, or past the last offsets the broker removed before they were stored."""
-        current = self.generation(topic)
+        current = self.generation
         if current is None:
             return {}
-        rows = self._db.execute(
-            "select partition, max(end_offset) from ("
-            "  select partition, end_offset from batches where topic = ? and generation = ?"
-            "  union all select partition, end_offset from losses where topic = ? and generation = ?"
-            ") group by partition",
-            (topic, current.number, topic, current.number),
-        )
-        return dict(rows.fetchall())
+        return {p: end for (g, p), end in self.stored_until().items() if g == current.number}
 
-    def stored_until(self, topic: str) -> dict[tuple[int, int], int]:
-        """Per (generation, partition) of every generation, one past the last offset the lake
-        accounts for: what the gates validate up to, whichever generation a row belongs to."""
-        rows = self._db.execute(
-            "select generation, partition, max(end_offset) from ("
-            "  select generation, partition, end_offset from batches where topic = ?"
-            "  union all select generation, partition, end_offset from losses where topic = ?"
-            ") group by generation, partition",
-            (topic, topic),
-        )
-        return {(g, p): end for g, p, end in rows.fetchall()}
+    def stored_until(self) -> dict[tuple[int, int], int]:
+        """Per (generation, partition) of every generation, one past the last offset the lake accounts for."""
+        return {parse_partition_key(key): end for key, end in self.offsets.items()}
 
-    def commit(self, batch: Batch) -> None:
-        """The one atomic step that makes a batch part of the lake."""
-        with self._transaction():
-            self._check_contiguous(batch.topic, batch.generation, batch.partition, batch.start)
-            self._db.execute(
-                f"insert into batches ({_BATCH_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    batch.topic,
-                    batch.generation,
-                    batch.partition,
-                    batch.start,
-                    batch.end,
-                    batch.rows,
-                    batch.quarantined,
-                    batch.tombstones,
-                    json.dumps(list(batch.files)),
-                    batch.bytes,
-                    batch.seconds,
-                    batch.committed_at,
-                ),
-            )
-
-    def _check_contiguous(self, topic: str, generation: int, partition: int, start: int) -> None:
-        stored_end = self._stored_end(topic, generation, partition)
-        if stored_end is not None and start != stored_end:
+    def advanced(self, generation: int, partition: int, start: int, end: int) -> State:
+        """This state with a range appended to a partition's sequence; a range that would overlap
+        what is stored, or leave a hole before it, is refused."""
+        key = partition_key(generation, partition)
+        stored_end = self.offsets.get(key)
+        if stored_end is not None and stored_end != start:
             raise LedgerConflict(
-                f"{topic}[{partition}]: a batch starts at {start} but the lake holds offsets up to {stored_end}"
+                f"{self.topic}[{partition}]: a range starts at {start} but the lake holds offsets up to {stored_end}"
             )
+        return replace(self, offsets={**self.offsets, key: end})
 
-    def _stored_end(self, topic: str, generation: int, partition: int) -> int | None:
-        (end,) = self._db.execute(
-            "select max(end_offset) from ("
-            "  select end_offset from batches where topic = ? and generation = ? and partition = ?"
-            "  union all select end_offset from losses where topic = ? and generation = ? and partition = ?"
-            ")",
-            (topic, generation, partition) * 2,
-        ).fetchone()
-        return end
+    def summary(self) -> dict[str, str]:
+        return {
+            OFFSETS: json.dumps(dict(self.offsets), sort_keys=True),
+            GENERATION: json.dumps([[g.number, g.topic_id, g.started_at] for g in self.generations]),
+            LOSSES: json.dumps(
+                [
+                    [
+                        loss.generation,
+                        loss.partition,
+                        loss.start,
+                        loss.end,
+                        loss.found_at,
+                        loss.reason,
+                        loss.accepted_at,
+                    ]
+                    for loss in self.losses
+                ]
+            ),
+        }
 
-    def record_loss(self, loss: Loss) -> None:
-        """Note offsets the broker no longer has, in their place in the partition's sequence."""
-        with self._transaction():
-            stored_end = self._stored_end(loss.topic, loss.generation, loss.partition)
-            if stored_end is not None and stored_end != loss.start:
-                raise LedgerConflict(
-                    f"{loss.topic}[{loss.partition}]: a loss from {loss.start} but the lake holds offsets up to "
-                    f"{stored_end}"
-                )
-            self._db.execute(
-                "insert into losses values (?, ?, ?, ?, ?, ?, ?, null)",
-                (loss.topic, loss.generation, loss.partition, loss.start, loss.end, loss.found_at, loss.reason),
-            )
-
-    def losses(self, topic: str) -> list[Loss]:
-        rows = self._db.execute(
-            "select topic, generation, partition, start_offset, end_offset, found_at, reason, accepted_at "
-            "from losses where topic = ? order by generation, partition, start_offset",
-            (topic,),
-        ).fetchall()
-        return [Loss(*row) for row in rows]
-
-    def accept_losses(self, topic: str) -> int:
-        """An operator has dealt with the topic's losses: `verify` names them as accepted from now on."""
-        cursor = self._db.execute(
-            "update losses set accepted_at = ? where topic = ? and accepted_at is null", (time.time(), topic)
+    @classmethod
+    def from_summary(cls, topic: str, snapshot_id: int | None, summary: Mapping[str, str]) -> State:
+        return cls(
+            topic=topic,
+            snapshot_id=snapshot_id,
+            offsets={k: int(v) for k, v in json.loads(summary.get(OFFSETS) or "{}").items()},
+            generations=tuple(Generation(topic, *row) for row in json.loads(summary.get(GENERATION) or "[]")),
+            losses=tuple(Loss(topic, *row) for row in json.loads(summary.get(LOSSES) or "[]")),
         )
-        return cursor.rowcount
 
-    def batches(self, topic: str) -> list[Batch]:
-        """Every batch of the topic, of every generation, in order."""
-        rows = self._db.execute(
-            "select topic, partition, start_offset, end_offset, rows, quarantined, tombstones, files, bytes, "
-            "seconds, committed_at, generation from batches where topic = ? "
-            "order by generation, partition, start_offset",
-            (topic,),
-        ).fetchall()
-        return [
-            Batch(t, p, s, e, r, q, tb, tuple(json.loads(f)), b, sec, at, g)
-            for t, p, s, e, r, q, tb, f, b, sec, at, g in rows
-        ]
 
-    def replace_files(self, topic: str, replacements: dict[str, str]) -> None:
-        """Point every batch of the topic that names an old file at its new one, in one transaction."""
-        with self._transaction():
-            rows = self._db.execute(
-                "select generation, partition, start_offset, files from batches where topic = ?", (topic,)
-            ).fetchall()
-            for generation, partition, start, files in rows:
-                names = json.loads(files)
-                renamed = list(dict.fromkeys(replacements.get(name, name) for name in names))
-                if renamed != names:
-                    self._db.execute(
-                        "update batches set files = ? "
-                        "where topic = ? and generation = ? and partition = ? and start_offset = ?",
-                        (json.dumps(renamed), topic, generation, partition, start),
-                    )
+def _newest_summary(table: Table) -> Mapping[str, str]:
+    """The newest snapshot summary that carries the lake's state, walking back past snapshots that
+    another engine committed (a maintenance job, an analyst's delete) without it."""
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        properties = snapshot.summary.additional_properties if snapshot.summary else {}
+        if OFFSETS in properties:
+            return properties
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    return {}
 
-    def move_out_of_quarantine(
-        self,
-        batch: Batch,
-        retired: str,
-        quarantine: str | None,
-        raw_files: list[str],
-        moved: int,
-        bytes_delta: int,
-    ) -> None:
-        """The one atomic step of a quarantine replay: `moved` records of the batch leave its
-        quarantine file `retired` (for `quarantine`, the file of those that stay, or None) for
-        the new `raw_files`."""
-        with self._transaction():
-            row = self._db.execute(
-                "select files, quarantined from batches "
-                "where topic = ? and generation = ? and partition = ? and start_offset = ?",
-                (batch.topic, batch.generation, batch.partition, batch.start),
-            ).fetchone()
-            if row is None or retired not in json.loads(row[0]) or row[1] < moved:
-                raise LedgerConflict(
-                    f"{batch.topic}[{batch.partition}]: the batch at {batch.start} no longer names {retired}"
-                )
-            names = [name for name in json.loads(row[0]) if name != retired]
-            names += raw_files + ([quarantine] if quarantine else [])
-            self._db.execute(
-                "update batches set rows = rows + ?, quarantined = quarantined - ?, files = ?, bytes = bytes + ? "
-                "where topic = ? and generation = ? and partition = ? and start_offset = ?",
-                (
-                    moved,
-                    moved,
-                    json.dumps(names),
-                    bytes_delta,
-                    batch.topic,
-                    batch.generation,
-                    batch.partition,
-                    batch.start,
-                ),
+
+def read_path(settings: Settings, table: str) -> Path:
+    """Where the raw snapshot staging reads of a table is named (written by `expectations/gate.py`)."""
+    return settings.gates_dir / "_read" / f"{table}.json"
+
+
+def read_pointer(settings: Settings, table: str) -> dict:
+    """The snapshot staging reads of a raw table: `metadata_location` and `snapshot_id`, if any."""
+    path = read_path(settings, table)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def table_name(topic: str) -> str:
+    """The topic as a SQL-friendly name: `cms.provider_services` -> `cms_provider_services`."""
+    return topic.replace(".", "_").replace("-", "_")
+
+
+class TopicTables:
+    """A topic's `raw.<table>` and `quarantine.<table>`: their state, their files and their commits.
+
+    A holder commits against the snapshots it loaded; `refresh()` moves it to the newest ones.
+    """
+
+    def __init__(self, settings: Settings, topic: str, raw: Table, quarantine: Table | None):
+        self.settings = settings
+        self.topic = topic
+        self.raw = raw
+        self.quarantine = quarantine
+
+    @classmethod
+    def open(cls, settings: Settings, contract: Contract) -> TopicTables:
+        """The contract's tables, created at first use (a drain's view)."""
+        from ingestion.parse import QUARANTINE_SCHEMA, partition_column, raw_schema
+
+        opened = catalog(settings)
+        name = table_name(contract.topic)
+        raw = _load_or_create(opened, f"raw.{name}", raw_schema(contract), partition_column(contract))
+        quarantine_schema = QUARANTINE_SCHEMA.append(pa.field(GENERATION_COLUMN, pa.int32()))
+        quarantine = _load_or_create(opened, f"quarantine.{name}", quarantine_schema, "_kafka_timestamp")
+        return cls(settings, contract.topic, raw, quarantine)
+
+    @classmethod
+    def load(cls, settings: Settings, topic: str) -> TopicTables | None:
+        """The topic's tables as they are, None before the first drain created them (a reader's view)."""
+        from pyiceberg.exceptions import NoSuchTableError
+
+        opened = catalog(settings)
+        name = table_name(topic)
+        try:
+            raw = opened.load_table(f"raw.{name}")
+        except NoSuchTableError:
+            return None
+        try:
+            quarantine = opened.load_table(f"quarantine.{name}")
+        except NoSuchTableError:
+            quarantine = None
+        return cls(settings, topic, raw, quarantine)
+
+    def refresh(self) -> TopicTables:
+        self.raw = self.raw.refresh()
+        self.quarantine = self.quarantine.refresh() if self.quarantine is not None else None
+        return self
+
+    def state(self) -> State:
+        snapshot = self.raw.current_snapshot()
+        return State.from_summary(self.topic, snapshot.snapshot_id if snapshot else None, _newest_summary(self.raw))
+
+    def quarantined_until(self) -> dict[str, int]:
+        """Per partition key, one past the last offset whose quarantined records are committed."""
+        if self.quarantine is None:
+            return {}
+        return {k: int(v) for k, v in json.loads(_newest_summary(self.quarantine).get(OFFSETS) or "{}").items()}
+
+    def data_path(self, kind: str, day: date | None, name: str) -> str:
+        """Where a batch's file goes in the table's folder: derived from the range, so a retried
+        batch writes the same file, and by day, as Iceberg's own writers lay out partitions."""
+        table = self.raw if kind == "raw" else self.quarantine
+        assert table is not None
+        folder = "null" if day is None else day.isoformat()
+        return f"{table.location()}/data/day={folder}/{name}"
+
+    def write(self, table: pa.Table, path: str) -> int:
+        """Write a Parquet file where the table's files live (a folder or a bucket); return its size."""
+        output = self.raw.io.new_output(path)
+        with output.create(overwrite=True) as stream:
+            # A column with many distinct values (ids, amounts) outgrows a 64 KiB dictionary at
+            # once and is stored plain: on the drain benchmark's records that writes a quarter
+            # faster and a quarter smaller than the default 1 MiB limit.
+            pq.write_table(
+                table, stream, compression="zstd", row_group_size=256 * 1024, dictionary_pagesize_limit=64 << 10
             )
+        return len(output.to_input_file())
 
-    def committed_files(self, topic: str) -> set[str]:
-        return {name for batch in self.batches(topic) for name in batch.files}
+    def commit_batch(self, base: State, batch: Batch, raw_files: list[str], quarantine_files: list[str]) -> State:
+        """The batch's quarantined records, then the batch itself, each by one compare-and-swap
+        commit against the snapshot its plan read. The raw commit is the batch's commit point."""
+        new = base.advanced(batch.generation, batch.partition, batch.start, batch.end)
+        described = json.dumps({k: v for k, v in asdict(batch).items() if k not in ("topic", "files")})
+        if quarantine_files:
+            assert self.quarantine is not None
+            until = self.quarantined_until() | {partition_key(batch.generation, batch.partition): batch.end}
+            self.quarantine = _commit(
+                self.quarantine, quarantine_files, {OFFSETS: json.dumps(until, sort_keys=True), BATCH: described}
+            )
+        failpoint("between-commits")
+        return self.commit_state(base, new, raw_files, {BATCH: described})
+
+    def commit_state(
+        self,
+        base: State,
+        new: State,
+        files: Sequence[str] = (),
+        extra: Mapping[str, str] | None = None,
+        replacing: Mapping[str, Sequence[str]] | None = None,
+    ) -> State:
+        """Commit `new` as the topic's state (with `files` added, or each file of `replacing` in
+        place of the files it lists) if the raw table is still at `base`."""
+        if _snapshot_id(self.raw) != base.snapshot_id:
+            raise Fenced(f"{self.raw.name()}: another writer committed since this one planned")
+        self.raw = _commit(self.raw, list(files), {**new.summary(), **(extra or {})}, replacing)
+        return replace(new, snapshot_id=_snapshot_id(self.raw))
+
+    def replace_files(
+        self, base: State, replacements: Mapping[str, Sequence[str]], extra: Mapping[str, str] | None = None
+    ) -> State:
+        """One `replace` commit of the raw table (no row changes): each new file takes the place of
+        the files it lists, and the topic's state is carried forward unchanged."""
+        return self.commit_state(base, base, extra=extra, replacing=replacements)
+
+    def retire_quarantine_file(self, path: str, rewritten: str | None, raw_files: Sequence[str]) -> None:
+        """A replay's first commit: the quarantine table drops `path` (for `rewritten`, the file of
+        the records that stay, if any) and names in its summary the raw files that take the rest."""
+        assert self.quarantine is not None
+        summary = {OFFSETS: json.dumps(self.quarantined_until(), sort_keys=True), REPLAY: json.dumps(list(raw_files))}
+        self.quarantine = _commit(
+            self.quarantine,
+            [],
+            summary,
+            replacing={rewritten: [path]} if rewritten else None,
+            removing=None if rewritten else [path],
+        )
+
+    def commit_replayed(self, raw_files: Sequence[str]) -> None:
+        """A replay's second commit: the raw table adds the files of the records the quarantine gave up."""
+        self.refresh()
+        state = self.state()
+        self.commit_state(state, state, raw_files, {REPLAY: json.dumps(list(raw_files))})
+
+    def finish_replays(self) -> int:
+        """Commit to the raw table the files of replays that a crash stopped between their two
+        commits (the quarantine gave the records up, the raw table does not hold them yet); return
+        how many replays were finished."""
+        if self.quarantine is None:
+            return 0
+        held = set(self.raw.inspect.data_files()["file_path"].to_pylist()) if self.raw.current_snapshot() else set()
+        referenced = self.referenced_files()
+        pending = []
+        for snapshot in self.quarantine.snapshots():
+            properties = snapshot.summary.additional_properties if snapshot.summary else {}
+            files = json.loads(properties.get(REPLAY, "[]"))
+            # Files the raw table held once and no longer does were compacted or expired: done.
+            if files and not set(files) & held and not set(files) & referenced:
+                pending.append(files)
+        for files in pending:
+            self.commit_replayed(files)
+        return len(pending)
+
+    def expire_snapshots(self, older_than: datetime, protect: set[int] = frozenset()) -> int:
+        """Expire both tables' snapshots committed before `older_than` (never a current one, nor
+        one in `protect`); return how many."""
+        from pyiceberg.exceptions import CommitFailedException
+
+        expired = 0
+        cutoff = older_than.timestamp() * 1000
+        for table in (self.raw, self.quarantine):
+            if table is None or table.current_snapshot() is None:
+                continue
+            keep = {table.current_snapshot().snapshot_id, *protect}
+            old = [s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff and s.snapshot_id not in keep]
+            if not old:
+                continue
+            try:
+                table.maintenance.expire_snapshots().by_ids(old).commit()
+            except CommitFailedException as exc:  # a drain committed meanwhile: the next compaction expires them
+                log.info("%s: snapshots not expired this time: %s", table.name(), exc)
+                continue
+            expired += len(old)
+        self.refresh()
+        return expired
+
+    def referenced_files(self) -> set[str]:
+        """Every data file a live snapshot of either table references."""
+        referenced: set[str] = set()
+        for table in (self.raw, self.quarantine):
+            if table is not None and table.current_snapshot() is not None:
+                referenced.update(table.inspect.all_data_files()["file_path"].to_pylist())
+        return referenced
+
+    def remove_orphans(self, older_than_s: float) -> int:
+        """Delete the files of the tables' data folders that no snapshot references: what a
+        crash left between writing a batch and committing it. Only files older than
+        `older_than_s`, so a drain on another machine never loses the files it is about to commit."""
+        from pyarrow.fs import FileSelector, FileType
+
+        referenced = self.referenced_files()
+        deleted = 0
+        cutoff = time.time() - older_than_s
+        for table in (self.raw, self.quarantine):
+            if table is None:
+                continue
+            fs, root = _filesystem(table, f"{table.location()}/data")
+            try:
+                infos = fs.get_file_info(FileSelector(root, recursive=True, allow_not_found=True))
+            except FileNotFoundError:
+                continue
+            for info in infos:
+                if info.type != FileType.File or not info.path.endswith(".parquet"):
+                    continue
+                uri = _uri(table, info.path)
+                mtime = info.mtime.timestamp() if info.mtime else 0.0
+                if uri not in referenced and mtime <= cutoff:
+                    fs.delete_file(info.path)
+                    deleted += 1
+        return deleted
+
+
+def _snapshot_id(table: Table) -> int | None:
+    snapshot = table.current_snapshot()
+    return snapshot.snapshot_id if snapshot else None
+
+
+def _commit(
+    table: Table,
+    files: list[str],
+    summary: Mapping[str, str],
+    replacing: Mapping[str, Sequence[str]] | None = None,
+    removing: Sequence[str] | None = None,
+) -> Table:
+    """One snapshot, refused if the table moved since it was loaded: an append of `files` (with no
+    file at all when it is empty), a `replace` of files by others (`replacing`), or a `delete` of
+    files (`removing`)."""
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.table import _parquet_files_to_data_files
+    from pyiceberg.table.snapshots import Operation
+    from pyiceberg.table.update.snapshot import _OverwriteFiles
+
+    try:
+        with table.transaction() as tx:
+            if not replacing and not removing:
+                tx.add_files(files, snapshot_properties=dict(summary), check_duplicate_files=False)
+            else:
+                retired = {path for paths in (replacing or {}).values() for path in paths} | set(removing or ())
+                current = [task.file for task in table.scan().plan_files() if task.file.file_path in retired]
+                added = _parquet_files_to_data_files(tx.table_metadata, list(replacing or {}), table.io)
+                operation = Operation.REPLACE if replacing and not removing else Operation.DELETE
+                with _OverwriteFiles(
+                    operation=operation, transaction=tx, io=table.io, snapshot_properties=dict(summary)
+                ) as rewrite:
+                    for data_file in current:
+                        rewrite.delete_data_file(data_file)
+                    for data_file in added:
+                        rewrite.append_data_file(data_file)
+    except CommitFailedException as exc:
+        raise Fenced(f"{table.name()}: another writer committed first ({exc})") from exc
+    return table.refresh()
+
+
+def _filesystem(table: Table, uri: str) -> tuple[FileSystem, str]:
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    io = table.io
+    if not isinstance(io, PyArrowFileIO):  # pragma: no cover - the catalog always gives pyarrow's
+        raise TypeError(f"unexpected FileIO {type(io).__name__}")
+    scheme, netloc, path = io.parse_location(uri, io.properties)
+    return io.fs_by_scheme(scheme, netloc), path
+
+
+def _uri(table: Table, path: str) -> str:
+    """A filesystem path back as the URI the table's manifests name it by."""
+    location = table.location()
+    scheme = location.split("://", 1)[0] if "://" in location else "file"
+    if scheme == "file":
+        return f"file://{path}" if location.startswith("file://") else path
+    return f"{scheme}://{path}"
+
+
+def _load_or_create(opened: SqlCatalog, identifier: str, schema: pa.Schema, day_of: str) -> Table:
+    from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+    from pyiceberg.transforms import DayTransform
+
+    try:
+        return opened.load_table(identifier)
+    except NoSuchTableError:
+        pass
+    try:
+        # Created with its partitioning in one commit: no writer ever sees it unpartitioned.
+        with (
+            opened.create_table_transaction(identifier, schema=schema, properties=TABLE_PROPERTIES) as tx,
+            tx.update_spec() as spec,
+        ):
+            spec.add_field(day_of, DayTransform(), "day")
+    except TableAlreadyExistsError:  # another drain created it a moment ago
+        pass
+    return opened.load_table(identifier)
 
 
 @contextmanager
@@ -476,39 +605,6 @@ def topic_lock(settings: Settings, topic: str, wait_s: float = 300.0) -> Iterato
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def recover(settings: Settings, ledger: Ledger, topic: str) -> tuple[int, int]:
-    """Finish what a crash interrupted: publish committed pending files, delete uncommitted
-    pending files, and delete published files that a committed compaction or replay replaced.
-
-    A published raw file the ledger does not name is deleted only when a committed drain or
-    compaction file in the same folder covers its offsets, and a quarantine file only when the
-    ledger holds its batch (which names the batch's current quarantine file, if any is left): a
-    lost or foreign ledger must never cost data. Must be called under the topic lock. Returns
-    (published, deleted).
-    """
-    batches = ledger.batches(topic)
-    committed = {name for batch in batches for name in batch.files}
-    spans = {(batch.generation, batch.partition, batch.start, batch.end) for batch in batches}
-    published = deleted = 0
-    for root in (settings.raw_dir, settings.quarantine_dir):
-        folder = topic_dir(root, topic)
-        if not folder.exists():
-            continue
-        for pending in folder.rglob("*" + PENDING):
-            final = pending.with_name(pending.name.removesuffix(PENDING))
-            if str(final.relative_to(settings.home)) in committed:
-                publish(final)
-                published += 1
-            else:
-                pending.unlink()
-                deleted += 1
-        for path in folder.rglob("*.parquet"):
-            if str(path.relative_to(settings.home)) not in committed and _replaced(path, committed, spans, settings):
-                path.unlink()
-                deleted += 1
-    return published, deleted
-
-
 def file_span(path: Path) -> tuple[int, int, int] | None:
     """(partition, start, end) from a drain, compaction or replay file's name, or None for another file."""
     match = _DATA_FILE.fullmatch(path.name)
@@ -527,31 +623,18 @@ def file_replay(path: Path) -> int:
     return int(match.group(5) or 0) if match else 0
 
 
-def _replaced(path: Path, committed: set[str], spans: set[tuple[int, int, int, int]], settings: Settings) -> bool:
-    span = file_span(path)
-    if span is None:
-        return False
-    generation = file_topic_generation(path)
-    if path.is_relative_to(settings.quarantine_dir):
-        # A batch has one quarantine file at a time, and its ledger row names it.
-        return (generation, *span) in spans
-    for name in committed:
-        other = settings.home / name
-        # A replay's raw file holds only some offsets of its range: it replaces nothing.
-        same_kind = other.parent == path.parent and file_topic_generation(other) == generation
-        cover = file_span(other) if same_kind and not file_replay(other) else None
-        if cover and cover[0] == span[0] and cover[1] <= span[1] and span[2] <= cover[2]:
-            return True
-    return False
-
-
-def raw_glob(settings: Settings, topic: str) -> str:
-    return str(topic_dir(settings.raw_dir, topic) / "**" / "*.parquet")
+def last_commit_at(settings: Settings, topic: str) -> float | None:
+    """When a drain last committed to the topic's raw table (epoch seconds), None before the first."""
+    tables = TopicTables.load(settings, topic)
+    snapshot = tables.raw.current_snapshot() if tables else None
+    return snapshot.timestamp_ms / 1000 if snapshot else None
 
 
 def has_raw_files(settings: Settings, topic: str) -> bool:
-    """Whether any Parquet file of the topic is in the lake yet."""
-    return any(topic_dir(settings.raw_dir, topic).rglob("*.parquet"))
+    """Whether the topic's raw table holds any row yet."""
+    tables = TopicTables.load(settings, topic)
+    snapshot = tables.raw.current_snapshot() if tables else None
+    return bool(snapshot and int(snapshot.summary.additional_properties.get("total-records", "0")))
 
 
 def read_raw(
@@ -560,40 +643,42 @@ def read_raw(
     since: Mapping[str, int],
     until: Mapping[str, int],
     chunk_rows: int = 250_000,
+    snapshot_id: int | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """The committed raw rows of a topic, tombstones left out, as pandas DataFrames of about
-    `chunk_rows` rows each: per partition of `until` (by `partition_key`, so of any generation),
-    the offsets from `since` (inclusive, 0 when absent) to `until` (exclusive). Each row carries
-    its `_generation` (0 in the first generation)."""
-    import duckdb
+    """The raw rows of a topic at a snapshot (default: the current one), tombstones left out, as
+    pandas DataFrames of about `chunk_rows` rows each: per partition of `until` (by
+    `partition_key`, so of any generation), the offsets from `since` (inclusive, 0 when absent)
+    to `until` (exclusive)."""
+    from ingestion import duck
 
-    if not has_raw_files(settings, topic):
+    tables = TopicTables.load(settings, topic)
+    if tables is None or tables.raw.current_snapshot() is None:
         return
-    files = "read_parquet(?, hive_partitioning = true, union_by_name = true)"
-    with duckdb.connect() as con:
-        glob = raw_glob(settings, topic)
-        columns = {row[0] for row in con.execute(f"describe select * from {files}", [glob]).fetchall()}
-        # The first generation's files have no generation column: their rows are generation 0.
-        generation = f"coalesce({GENERATION_COLUMN}, 0)" if GENERATION_COLUMN in columns else "0"
-        windows = []
-        for key, end in sorted(until.items()):
-            g, p = parse_partition_key(key)
-            if end > since.get(key, 0):
-                windows.append(
-                    f"({generation} = {g} and _partition = {p} and _offset >= {int(since.get(key, 0))} "
-                    f"and _offset < {int(end)})"
-                )
-        if not windows:
-            return
-        query = (
-            f"select * exclude ({GENERATION_COLUMN}), {generation}::integer as {GENERATION_COLUMN} from {files} "
-            if GENERATION_COLUMN in columns
-            else f"select *, 0::integer as {GENERATION_COLUMN} from {files} "
-        ) + f"where not coalesce(_tombstone, false) and ({' or '.join(windows)})"
-        result = con.execute(query, [glob])
+    windows = []
+    for key, end in sorted(until.items()):
+        g, p = parse_partition_key(key)
+        if end > since.get(key, 0):
+            windows.append(
+                f"({GENERATION_COLUMN} = {g} and _kafka_partition = {p} "
+                f"and _kafka_offset >= {int(since.get(key, 0))} and _kafka_offset < {int(end)})"
+            )
+    if not windows:
+        return
+    with duck.read_iceberg(duck.connect(), settings) as con:
+        result = con.execute(
+            f"select * from {scan_sql(tables.raw, snapshot_id)} "
+            f"where not coalesce(_tombstone, false) and ({' or '.join(windows)})"
+        )
         vectors = max(1, chunk_rows // 2048)
         while True:
             frame = result.fetch_df_chunk(vectors)
             if frame.empty:
                 return
             yield frame
+
+
+def scan_sql(table: Table, snapshot_id: int | None = None) -> str:
+    """DuckDB's table function over an Iceberg table, at a snapshot (default: the current one)."""
+    location = table.metadata_location.replace("'", "''")
+    at = f", snapshot_from_id = {int(snapshot_id)}" if snapshot_id is not None else ""
+    return f"iceberg_scan('{location}'{at})"

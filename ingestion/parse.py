@@ -31,10 +31,10 @@ from ingestion.records import RawBatch
 QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field("_topic", pa.string()),
-        pa.field("_partition", pa.int32()),
-        pa.field("_offset", pa.int64()),
-        pa.field("_timestamp", pa.timestamp("ms", tz="UTC")),
-        pa.field("_key", pa.binary()),
+        pa.field("_kafka_partition", pa.int32()),
+        pa.field("_kafka_offset", pa.int64()),
+        pa.field("_kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+        pa.field("_kafka_key", pa.binary()),
         pa.field("_value", pa.binary()),
         pa.field("_headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))),
         pa.field("reason", pa.string()),
@@ -210,10 +210,10 @@ def _metadata(batch: RawBatch, indices: pa.Int64Array, tombstone: bool, contract
     n = len(indices)
     columns = {
         "_topic": pa.array([batch.topic] * n, pa.string()),
-        "_partition": pa.array([batch.partition] * n, pa.int32()),
-        "_offset": chosen(batch.offsets),
-        "_timestamp": chosen(batch.timestamps).cast(pa.timestamp("ms", tz="UTC")),
-        "_key": key_text,
+        "_kafka_partition": pa.array([batch.partition] * n, pa.int32()),
+        "_kafka_offset": chosen(batch.offsets),
+        "_kafka_timestamp": chosen(batch.timestamps).cast(pa.timestamp("ms", tz="UTC")),
+        "_kafka_key": key_text,
         "_tombstone": pa.array([tombstone] * n, pa.bool_()),
     }
     for name in contract.headers:
@@ -243,10 +243,10 @@ def _quarantine(batch: RawBatch, bad: dict[int, str]) -> pa.Table:
     return pa.table(
         {
             "_topic": pa.array([batch.topic] * len(order), pa.string()),
-            "_partition": pa.array([batch.partition] * len(order), pa.int32()),
-            "_offset": batch.offsets.take(order),
-            "_timestamp": batch.timestamps.take(order).cast(pa.timestamp("ms", tz="UTC")),
-            "_key": batch.keys.take(order),
+            "_kafka_partition": pa.array([batch.partition] * len(order), pa.int32()),
+            "_kafka_offset": batch.offsets.take(order),
+            "_kafka_timestamp": batch.timestamps.take(order).cast(pa.timestamp("ms", tz="UTC")),
+            "_kafka_key": batch.keys.take(order),
             "_value": batch.values.take(order),
             "_headers": [[{"key": k, "value": v} for k, v in headers.get(i, [])] or None for i in sorted(bad)],
             "reason": pa.array([bad[i] for i in sorted(bad)], pa.string()),
@@ -387,7 +387,7 @@ def parse(batch: RawBatch, contract: Contract, record_max_bytes: int, limits: Re
     if tables:
         table = pa.concat_tables(_unify_undeclared(tables, contract), promote_options="permissive")
         if len(tables) > 1:
-            table = table.sort_by("_offset")
+            table = table.sort_by("_kafka_offset")
     else:
         empty = pa.table({f.name: pa.nulls(0, f.type) for f in schema})
         table = _with_metadata(empty, batch, pa.array([], pa.int64()), False, contract)
@@ -465,15 +465,30 @@ def _drop_non_finite(
     return table.filter(keep), indices.filter(keep)
 
 
-def event_dates(table: pa.Table, contract: Contract) -> pa.Array:
-    """The date that places each row in the lake: its event time, else its Kafka timestamp (UTC)."""
-    kafka_date = pc.cast(table["_timestamp"], pa.date32())
-    if contract.event_time is None:
-        return kafka_date.combine_chunks() if isinstance(kafka_date, pa.ChunkedArray) else kafka_date
-    event = table[contract.event_time]
-    if pa.types.is_timestamp(event.type):
-        event_date = pc.cast(event, pa.date32())
-    else:
-        event_date = pc.cast(pc.strptime(event, format="%Y-%m-%d", unit="s", error_is_null=True), pa.date32())
-    dates = pc.coalesce(event_date, kafka_date)
-    return dates.combine_chunks() if isinstance(dates, pa.ChunkedArray) else dates
+def partition_column(contract: Contract) -> str:
+    """The column whose day partitions the raw table (Iceberg's hidden partitioning): the event
+    time where the records carry one as a timestamp, else the Kafka timestamp."""
+    if contract.event_time and pa.types.is_timestamp(contract.schema.field(contract.event_time).type):
+        return contract.event_time
+    return "_kafka_timestamp"
+
+
+def partition_days(table: pa.Table, contract: Contract) -> pa.Array:
+    """Each row's day in the raw table's partitioning (null for a row without an event time)."""
+    days = pc.cast(table[partition_column(contract)], pa.date32())
+    return days.combine_chunks() if isinstance(days, pa.ChunkedArray) else days
+
+
+def raw_schema(contract: Contract) -> pa.Schema:
+    """The columns of the contract's raw table, as the drain writes them."""
+    declared = list(RAW_JSON_SCHEMA) if contract.raw_json else list(contract.schema)
+    metadata = [
+        pa.field("_topic", pa.string()),
+        pa.field("_kafka_partition", pa.int32()),
+        pa.field("_kafka_offset", pa.int64()),
+        pa.field("_kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+        pa.field("_kafka_key", pa.string()),
+        pa.field("_tombstone", pa.bool_()),
+    ]
+    headers = [pa.field(Contract.header_column(name), pa.string()) for name in contract.headers]
+    return pa.schema([*declared, *metadata, *headers, pa.field("_generation", pa.int32())])

@@ -1,14 +1,13 @@
 """The quarantine: records that broke their contract, counted, shown, and replayed once fixed.
 
-The drain writes a batch's bad records to one file, `quarantine/<topic>/p<partition>-<start>-
-<end>.parquet`, with their raw key, value, headers, coordinates and reason. A replay sends a
-batch's quarantined records through the contract and the topic's quality suites again, and
-moves those that pass into the raw layer by the lake's commit protocol (`lake.py`): the raw
-files of the rows that now pass and a rewritten quarantine file without them are written
-pending, one ledger transaction moves the records (the batch's counts and files), the old
-quarantine file is deleted and the new files are renamed into place. Every offset stays in raw
-or in quarantine exactly once, whatever the moment of a crash; the next replay, drain or
-compaction finishes an interrupted swap.
+The drain commits a batch's bad records, as one file named by the batch's range, to the Iceberg
+table `quarantine.<table>`, with their raw key, value, headers, coordinates and reason. A replay
+sends a file's quarantined records through the contract and the topic's quality suites again,
+and moves those that pass into `raw.<table>`: the raw files of the rows that now pass and a
+rewritten quarantine file without them are written first; then one quarantine commit replaces
+the old file by the rewritten one and names the raw files in its summary, and one raw commit adds
+them. Every offset stays in raw or in quarantine exactly once, whatever the moment of a crash:
+the next replay, drain or compaction finishes a move whose raw commit a crash prevented.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +28,7 @@ from ingestion.config import Settings
 from ingestion.config import settings as current_settings
 from ingestion.contracts import Contract
 from ingestion.failpoints import failpoint
-from ingestion.parse import QUARANTINE_SCHEMA, event_dates, parse
+from ingestion.parse import QUARANTINE_SCHEMA, parse, partition_days
 from ingestion.records import RawBatch
 
 log = logging.getLogger(__name__)
@@ -113,25 +111,13 @@ class Offsets:
         return cls(*map(int, match.groups()))
 
 
-def files(settings: Settings, topic: str) -> list[Path]:
-    """The topic's quarantine files that readers see (published), in offset order."""
-    folder = lake.topic_dir(settings.quarantine_dir, topic)
-    return sorted(
-        (p for p in folder.glob("*.parquet") if lake.file_span(p)),
-        key=lambda p: (lake.file_topic_generation(p), *(lake.file_span(p) or (0, 0, 0))),
-    )
-
-
 def read(settings: Settings, topic: str, columns: list[str] | None = None) -> pa.Table:
-    """Every quarantined record of the topic, as readers see them."""
+    """Every quarantined record of the topic: the quarantine table at its current snapshot."""
     schema = QUARANTINE_SCHEMA if columns is None else pa.schema([QUARANTINE_SCHEMA.field(c) for c in columns])
-    tables = []
-    for path in files(settings, topic):
-        try:
-            tables.append(pq.read_table(path, columns=columns).cast(schema))
-        except FileNotFoundError:
-            continue  # retired by a replay since the listing: its records are published anew in an instant
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+    tables = lake.TopicTables.load(settings, topic)
+    if tables is None or tables.quarantine is None or tables.quarantine.current_snapshot() is None:
+        return schema.empty_table()
+    return tables.quarantine.scan(selected_fields=tuple(schema.names)).to_arrow().select(schema.names).cast(schema)
 
 
 def _selected(table: pa.Table, reason: str | None, offsets: Offsets | None) -> pa.Array:
@@ -140,8 +126,10 @@ def _selected(table: pa.Table, reason: str | None, offsets: Offsets | None) -> p
         mask = pa.array([reason_matches(r, reason) for r in table["reason"].to_pylist()], pa.bool_())
     if offsets is not None:
         inside = pc.and_(
-            pc.equal(table["_partition"], offsets.partition),
-            pc.and_(pc.greater_equal(table["_offset"], offsets.start), pc.less(table["_offset"], offsets.end)),
+            pc.equal(table["_kafka_partition"], offsets.partition),
+            pc.and_(
+                pc.greater_equal(table["_kafka_offset"], offsets.start), pc.less(table["_kafka_offset"], offsets.end)
+            ),
         )
         mask = pc.and_(mask, inside)
     return mask
@@ -153,17 +141,17 @@ def records(
     """The quarantined records of a topic, in (partition, offset) order; `reason` as in `reason_matches`."""
     table = read(settings, topic)
     table = table.filter(_selected(table, reason, offsets)).sort_by(
-        [("_partition", "ascending"), ("_offset", "ascending")]
+        [("_kafka_partition", "ascending"), ("_kafka_offset", "ascending")]
     )
     if limit is not None:
         table = table.slice(0, limit)
     return [
         Record(
             topic=row["_topic"],
-            partition=row["_partition"],
-            offset=row["_offset"],
-            timestamp=row["_timestamp"],
-            key=row["_key"],
+            partition=row["_kafka_partition"],
+            offset=row["_kafka_offset"],
+            timestamp=row["_kafka_timestamp"],
+            key=row["_kafka_key"],
             value=row["_value"],
             headers=[(h["key"], h["value"]) for h in row["_headers"] or []],
             reason=row["reason"],
@@ -193,10 +181,10 @@ class Summary:
 
 
 def summarize(settings: Settings, topic: str) -> Summary:
-    table = read(settings, topic, columns=["_timestamp", "reason"])
+    table = read(settings, topic, columns=["_kafka_timestamp", "reason"])
     reasons = Counter(table["reason"].to_pylist())
     days = Counter(
-        "unknown" if d is None else d.isoformat() for d in pc.cast(table["_timestamp"], pa.date32()).to_pylist()
+        "unknown" if d is None else d.isoformat() for d in pc.cast(table["_kafka_timestamp"], pa.date32()).to_pylist()
     )
     by_reason: dict[str, dict[str, int]] = {}
     for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
@@ -259,10 +247,11 @@ def replay(
     the contract and its suites again; store those that now pass in the raw layer, exactly once."""
     s = s or current_settings()
     report = ReplayReport(contract.topic)
-    with lake.topic_lock(s, contract.topic, lock_wait_s), lake.Ledger(s.ledger_path) as ledger:
-        report.recovered = lake.recover(s, ledger, contract.topic)
-        for batch, name in _quarantine_files(s, ledger, contract.topic):
-            _replay_file(contract, s, ledger, batch, name, reason, offsets, report)
+    with lake.topic_lock(s, contract.topic, lock_wait_s):
+        tables = lake.TopicTables.open(s, contract)
+        report.recovered = (tables.finish_replays(), 0)
+        for path in _quarantine_files(tables):
+            _replay_file(contract, s, tables, path, reason, offsets, report)
         _replay_set_aside(contract, s, reason, offsets, report)
     if report.replayed or report.released:
         # Renewed after the last swap: a build that began before it must not drop the request.
@@ -285,34 +274,33 @@ def _replay_set_aside(
         entries = entries[entries["reason"].map(lambda text: reason_matches(text, reason)).astype(bool)]
     if offsets is not None:
         entries = entries[
-            (entries["_partition"] == offsets.partition)
-            & (entries["_offset"] >= offsets.start)
-            & (entries["_offset"] < offsets.end)
+            (entries["_kafka_partition"] == offsets.partition)
+            & (entries["_kafka_offset"] >= offsets.start)
+            & (entries["_kafka_offset"] < offsets.end)
         ]
-    wanted = entries.drop_duplicates(["_generation", "_partition", "_offset"])
-    for (generation, partition), group in wanted.groupby(["_generation", "_partition"]):
+    wanted = entries.drop_duplicates(["_generation", "_kafka_partition", "_kafka_offset"])
+    for (generation, partition), group in wanted.groupby(["_generation", "_kafka_partition"]):
         key = lake.partition_key(int(generation), int(partition))
-        first, last = int(group["_offset"].min()), int(group["_offset"].max())
+        first, last = int(group["_kafka_offset"].min()), int(group["_kafka_offset"].max())
         frames = [
-            frame[frame["_offset"].isin(group["_offset"])]
+            frame[frame["_kafka_offset"].isin(group["_kafka_offset"])]
             for frame in lake.read_raw(s, contract.topic, since={key: first}, until={key: last + 1})
         ]
         rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         if rows.empty:
             continue
         failing = suite_failures(contract, pa.Table.from_pandas(rows, preserve_index=False))
-        passing = [(int(partition), int(o)) for o in rows["_offset"] if int(o) not in failing]
+        passing = [(int(partition), int(o)) for o in rows["_kafka_offset"] if int(o) not in failing]
         report.released += set_aside.release(s, contract.topic, passing, generation=int(generation))
         report.still_set_aside += len(failing)
 
 
-def _quarantine_files(s: Settings, ledger: lake.Ledger, topic: str) -> Iterator[tuple[lake.Batch, str]]:
-    """Each committed batch's quarantine file (a batch has at most one)."""
-    folder = lake.topic_dir(s.quarantine_dir, topic)
-    for batch in ledger.batches(topic):
-        for name in batch.files:
-            if (s.home / name).parent == folder:
-                yield batch, name
+def _quarantine_files(tables: lake.TopicTables) -> list[str]:
+    """The quarantine table's current data files, in offset order."""
+    if tables.quarantine is None or tables.quarantine.current_snapshot() is None:
+        return []
+    paths = tables.quarantine.inspect.data_files()["file_path"].to_pylist()
+    return sorted(paths, key=lambda p: (lake.file_topic_generation(Path(p)), *(lake.file_span(Path(p)) or (0, 0, 0))))
 
 
 def as_raw_batch(topic: str, partition: int, table: pa.Table) -> RawBatch:
@@ -321,10 +309,10 @@ def as_raw_batch(topic: str, partition: int, table: pa.Table) -> RawBatch:
     return RawBatch.of(
         topic,
         partition,
-        offsets=table["_offset"].to_pylist(),
+        offsets=table["_kafka_offset"].to_pylist(),
         values=table["_value"].to_pylist(),
-        keys=table["_key"].to_pylist(),
-        timestamps=table["_timestamp"].cast(pa.int64()).to_pylist(),
+        keys=table["_kafka_key"].to_pylist(),
+        timestamps=table["_kafka_timestamp"].cast(pa.int64()).to_pylist(),
         headers=headers,
     )
 
@@ -346,7 +334,7 @@ def suite_failures(contract: Contract, table: pa.Table) -> dict[int, str]:
         failed = ", ".join(
             f"{e.expectation}" + (f" on {e.column}" if e.column else "") for e in outcome.expectations if not e.success
         )
-        for offset in outcome.failing_sample["_offset"].tolist():
+        for offset in outcome.failing_sample["_kafka_offset"].tolist():
             failing.setdefault(int(offset), f"failed suite: {suite}: {failed}")
     return failing
 
@@ -354,66 +342,65 @@ def suite_failures(contract: Contract, table: pa.Table) -> dict[int, str]:
 def _replay_file(
     contract: Contract,
     s: Settings,
-    ledger: lake.Ledger,
-    batch: lake.Batch,
-    name: str,
+    tables: lake.TopicTables,
+    path: str,
     reason: str | None,
     offsets: Offsets | None,
     report: ReplayReport,
 ) -> None:
-    path = s.home / name
-    # A later generation's quarantine carries its generation as a column, which the schema lacks.
-    table = pq.read_table(path).select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
+    name = Path(path.rsplit("/", 1)[-1])
+    span = lake.file_span(name)
+    if span is None:
+        return  # not a file this product wrote
+    partition, start, end = span
+    generation = lake.file_topic_generation(name)
+    with tables.raw.io.new_input(path).open() as stream:
+        table = pq.read_table(stream).select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
     chosen = table.filter(_selected(table, reason, offsets))
     if not chosen.num_rows:
         return
-    parsed = parse(as_raw_batch(contract.topic, batch.partition, chosen), contract, s.record_max_bytes, s.record_limits)
+    parsed = parse(as_raw_batch(contract.topic, partition, chosen), contract, s.record_max_bytes, s.record_limits)
     report.still.update(parsed.quarantine["reason"].to_pylist())
     failing = suite_failures(contract, parsed.table)
     report.still.update(failing.values())
-    good = parsed.table.filter(pc.invert(pc.is_in(parsed.table["_offset"], pa.array(list(failing), pa.int64()))))
+    good = parsed.table.filter(pc.invert(pc.is_in(parsed.table["_kafka_offset"], pa.array(list(failing), pa.int64()))))
     if not good.num_rows:
         return
 
-    file_name = lake.replay_file_name(
-        batch.partition, batch.start, batch.end, lake.file_replay(path) + 1, batch.generation
-    )
-    if batch.generation:
-        good = lake.with_generation(good, batch.generation)
-    raw_names, written = [], 0
-    dates = event_dates(good, contract)
-    for day in pc.unique(dates).to_pylist():
-        target = lake.topic_dir(s.raw_dir, contract.topic) / f"date={day.isoformat()}" / file_name
-        written += lake.write_pending(good.filter(pc.equal(dates, pa.scalar(day, pa.date32()))), target)
-        raw_names.append(str(target.relative_to(s.home)))
+    file_name = lake.replay_file_name(partition, start, end, lake.file_replay(name) + 1, generation)
+    good = lake.with_generation(good, generation)
+    raw_files = []
+    days = partition_days(good, contract)
+    for day in pc.unique(days).to_pylist():
+        target = tables.data_path("raw", day, file_name)
+        tables.write(
+            good.filter(pc.is_null(days) if day is None else pc.equal(days, pa.scalar(day, pa.date32()))), target
+        )
+        raw_files.append(target)
         failpoint("replay-while-writing")
-    kept = table.filter(pc.invert(pc.is_in(table["_offset"], good["_offset"])))
-    if batch.generation:
-        kept = lake.with_generation(kept, batch.generation)
+    kept = lake.with_generation(
+        table.filter(pc.invert(pc.is_in(table["_kafka_offset"], good["_kafka_offset"]))), generation
+    )
     new_quarantine = None
     if kept.num_rows:
-        target = path.with_name(file_name)
-        written += lake.write_pending(kept, target)
-        new_quarantine = str(target.relative_to(s.home))
+        new_quarantine = tables.data_path("quarantine", None, file_name)
+        tables.write(kept, new_quarantine)
     failpoint("replay-after-files")
 
-    # Asked for before the commit: a replay killed after it and found with nothing left to do
+    # Asked for before the commits: a replay killed after them and found with nothing left to do
     # must still leave the request behind.
     refresh.request(s, contract, "a quarantine replay")
-    ledger.move_out_of_quarantine(
-        batch, name, new_quarantine, raw_names, moved=good.num_rows, bytes_delta=written - path.stat().st_size
-    )
+    # The quarantine gives the records up first, naming the raw files that take them: a reader
+    # may miss them for an instant but never sees one twice, and a crash before the raw commit
+    # is finished by the next replay, drain or compaction (`TopicTables.finish_replays`).
+    tables.retire_quarantine_file(path, new_quarantine, raw_files)
     failpoint("replay-after-commit")
-    # As compaction does: the old file goes first, so a reader may miss the records for an
-    # instant but never sees one twice.
-    path.unlink()
     failpoint("replay-after-retire")
-    for new_name in [*raw_names, *([new_quarantine] if new_quarantine else [])]:
-        lake.publish(s.home / new_name)
+    tables.commit_replayed(raw_files)
     failpoint("replay-after-publish")
     report.replayed += good.num_rows
-    report.files.extend(raw_names)
+    report.files.extend(raw_files)
     log.info(
         "%s[%d]: offsets %d-%d: replayed %d quarantined records, %d still quarantined",
-        contract.topic, batch.partition, batch.start, batch.end, good.num_rows, kept.num_rows,
+        contract.topic, partition, start, end, good.num_rows, kept.num_rows,
     )  # fmt: skip

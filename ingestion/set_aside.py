@@ -5,7 +5,7 @@ Kept apart from the quarantine, which holds records that broke their contract: r
 still hold every Kafka offset exactly once, and a set-aside row is one of the raw ones.
 
 `LAKEHOUSE_HOME/set_aside/<topic>/` holds one Parquet file per gate run that set rows aside, one row
-per failing (row, expectation): `_generation, _partition, _offset, suite, expectation, column, value,
+per failing (row, expectation): `_generation, _kafka_partition, _kafka_offset, suite, expectation, column, value,
 reason, set_aside_at` (`_generation`: of the topic, 0 until it was deleted and created again). A file's name is derived from the suite and the offsets that run validated, so a gate
 retried after a crash (its mark not yet moved) rewrites the same file, and replaces the file of an
 interrupted try over a shorter range from the same mark. Files are written under a pending name and
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 SCHEMA = pa.schema(
     [
         pa.field("_generation", pa.int32(), nullable=False),
-        pa.field("_partition", pa.int32(), nullable=False),
-        pa.field("_offset", pa.int64(), nullable=False),
+        pa.field("_kafka_partition", pa.int32(), nullable=False),
+        pa.field("_kafka_offset", pa.int64(), nullable=False),
         pa.field("suite", pa.string(), nullable=False),
         pa.field("expectation", pa.string(), nullable=False),
         pa.field("column", pa.string()),
@@ -95,7 +95,7 @@ def record(
     until: Mapping[int, int],
     rows: pd.DataFrame,
 ) -> Path | None:
-    """Set aside `rows` (columns `[_generation,] _partition, _offset, expectation, column, value, reason`) that
+    """Set aside `rows` (columns `[_generation,] _kafka_partition, _kafka_offset, expectation, column, value, reason`) that
     `suite` failed over the offsets `since` (inclusive) to `until` (exclusive); return the file, or
     None when there is nothing to set aside. Call it before moving the gate's mark."""
     import pandas as pd
@@ -108,8 +108,8 @@ def record(
     )
     frame = frame.assign(
         _generation=frame["_generation"].astype("int32"),
-        _partition=frame["_partition"].astype("int32"),
-        _offset=frame["_offset"].astype("int64"),
+        _kafka_partition=frame["_kafka_partition"].astype("int32"),
+        _kafka_offset=frame["_kafka_offset"].astype("int64"),
         value=frame["value"].astype("string"),
         column=frame["column"].astype("string"),
     )
@@ -152,7 +152,7 @@ def read_topic(settings: Settings, topic: str) -> pd.DataFrame:
     if not frames:
         return _empty()
     frame = pd.concat(frames, ignore_index=True)
-    return frame.sort_values(["_partition", "_offset", "suite", "expectation"], ignore_index=True)
+    return frame.sort_values(["_kafka_partition", "_kafka_offset", "suite", "expectation"], ignore_index=True)
 
 
 def read_all(settings: Settings) -> pd.DataFrame:
@@ -172,13 +172,13 @@ def coordinates(settings: Settings, topic: str, generation: int = 0) -> set[tupl
     """The (partition, offset) of every row of the topic's generation that is set aside."""
     frame = read_topic(settings, topic)
     frame = frame[frame["_generation"] == generation]
-    return set(zip(frame["_partition"].astype(int), frame["_offset"].astype(int), strict=True))
+    return set(zip(frame["_kafka_partition"].astype(int), frame["_kafka_offset"].astype(int), strict=True))
 
 
 def counts(settings: Settings, topic: str) -> dict[tuple[int, int], int]:
     """Per (generation, partition), how many rows of the topic are set aside (each row once, whatever it failed)."""
-    frame = read_topic(settings, topic).drop_duplicates(["_generation", "_partition", "_offset"])
-    grouped = frame.groupby(["_generation", "_partition"]).size()
+    frame = read_topic(settings, topic).drop_duplicates(["_generation", "_kafka_partition", "_kafka_offset"])
+    grouped = frame.groupby(["_generation", "_kafka_partition"]).size()
     return {(int(g), int(p)): int(n) for (g, p), n in sorted(grouped.items())}
 
 
@@ -202,13 +202,15 @@ def release(
             hit = [
                 int(g) == generation and (int(p), int(o)) in wanted and (suite is None or s == suite)
                 for g, p, o, s in zip(
-                    frame["_generation"], frame["_partition"], frame["_offset"], frame["suite"], strict=True
+                    frame["_generation"], frame["_kafka_partition"], frame["_kafka_offset"], frame["suite"], strict=True
                 )
             ]
             if not any(hit):
                 continue
             released |= {
-                (int(p), int(o)) for p, o, h in zip(frame["_partition"], frame["_offset"], hit, strict=True) if h
+                (int(p), int(o))
+                for p, o, h in zip(frame["_kafka_partition"], frame["_kafka_offset"], hit, strict=True)
+                if h
             }
             kept = table.filter(pa.array([not h for h in hit]))
             if kept.num_rows:

@@ -1,23 +1,24 @@
 """Reconcile the lake with the broker, partition by partition, and say whether the lake is exact.
 
-Two independent views are compared: the ledger's committed ranges, and the Parquet files
-themselves (read with DuckDB). The lake is exact when the committed ranges tile the offsets
-with no hole and no overlap, every committed file exists, and the files hold each offset of
-a partition at most once, as many rows as the ledger says.
+Two independent views are compared: the raw table's snapshot summary (how far each partition is
+stored), and the data files of the current snapshots of the raw and quarantine tables themselves
+(read with DuckDB). The lake is exact when the files hold each offset of a partition at most once,
+nothing past what the summary says is stored, as many rows as the manifests list, and the files
+and the recorded losses together account for every offset from the first stored to the end.
 
 Offsets the broker removed before the lake stored them (retention, DeleteRecords) take their
 place in the tiling as a recorded loss: a problem, named, until an operator accepts it. A topic
-deleted and created again is a new generation of it; the earlier generations' ranges are checked
-against the ledger and the files alone.
+deleted and created again is a new generation of it; the earlier generations are checked
+against the summary and the files alone.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
-import duckdb
 from confluent_kafka import Consumer, KafkaException
 
 from ingestion import kafka, lake, set_aside
@@ -86,67 +87,111 @@ class Verification:
         return self.broker_reachable and all(c.ok for c in self.checks)
 
 
-FileCounts = dict[tuple[str, int, int], tuple[int, int]]
+@dataclass
+class _Stored:
+    """What the data files of the current snapshots hold of one (generation, partition)."""
+
+    rows: int = 0
+    tombstones: int = 0
+    quarantined: int = 0
+    doubled: int = 0  # offsets held more than once, raw and quarantine together
+    offsets: int = 0  # distinct offsets held
+    first: int | None = None
+    last: int | None = None
+    files: int = 0
+    spans: list[tuple[int, int]] = field(default_factory=list)  # the ranges the files' names cover
 
 
-def _file_counts(s: Settings, topic: str) -> FileCounts:
-    """Per (layer, generation, partition): rows in the published files and distinct offsets among them."""
-    counts: FileCounts = {}
-    with duckdb.connect() as con:
-        for layer, root in (("raw", s.raw_dir), ("quarantine", s.quarantine_dir)):
-            folder = lake.topic_dir(root, topic)
-            if not any(folder.rglob("*.parquet")):
-                continue
-            files = f"read_parquet('{folder / '**' / '*.parquet'}', union_by_name = true, hive_partitioning = false)"
-            columns = {row[0] for row in con.execute(f"describe select * from {files}").fetchall()}
-            generation = f"coalesce({lake.GENERATION_COLUMN}, 0)" if lake.GENERATION_COLUMN in columns else "0"
-            rows = con.execute(
-                f"select {generation}, _partition, count(*), count(distinct _offset) from {files} group by all"
-            ).fetchall()
-            for gen, partition, total, distinct in rows:
-                counts[(layer, int(gen), int(partition))] = (int(total), int(distinct))
-    return counts
+def _stored(tables: lake.TopicTables) -> tuple[dict[tuple[int, int], _Stored], list[str]]:
+    """Per (generation, partition), read from the data files themselves with DuckDB, independently
+    of the snapshot summaries; and the problems of the tables as a whole."""
+    from ingestion import duck
+
+    stored: dict[tuple[int, int], _Stored] = {}
+    problems: list[str] = []
+    listed = 0
+    scans = []
+    for kind, table in (("raw", tables.raw), ("quarantine", tables.quarantine)):
+        if table is None or table.current_snapshot() is None:
+            continue
+        files = table.inspect.data_files()
+        listed += sum(files["record_count"].to_pylist())
+        for path in files["file_path"].to_pylist():
+            name = path.rsplit("/", 1)[-1]
+            span = lake.file_span(Path(name))
+            if span is not None:
+                key = (lake.file_topic_generation(Path(name)), span[0])
+                entry = stored.setdefault(key, _Stored())
+                entry.files += 1
+                entry.spans.append((span[1], span[2]))
+        tombstone = "coalesce(_tombstone, false)" if kind == "raw" else "false"
+        scans.append(
+            f"select coalesce({lake.GENERATION_COLUMN}, 0) as g, _kafka_partition as p, _kafka_offset as o, "
+            f"{tombstone} as tombstone, {kind == 'quarantine'} as quarantined from {lake.scan_sql(table)}"
+        )
+    if not scans:
+        return stored, problems
+    with duck.read_iceberg(duck.connect(), tables.settings) as con:
+        rows = con.execute(
+            f"""
+            with held as ({" union all ".join(scans)})
+            select g, p, count(*) filter (where not quarantined and not tombstone),
+                count(*) filter (where tombstone), count(*) filter (where quarantined),
+                count(*) - count(distinct o), count(distinct o), min(o), max(o)
+            from held group by all
+            """
+        ).fetchall()
+    read = 0
+    for g, p, payload, tombstones, quarantined, doubled, distinct, first, last in rows:
+        entry = stored.setdefault((int(g), int(p)), _Stored())
+        entry.rows, entry.tombstones, entry.quarantined = int(payload), int(tombstones), int(quarantined)
+        entry.doubled, entry.offsets, entry.first, entry.last = int(doubled), int(distinct), int(first), int(last)
+        read += int(payload) + int(tombstones) + int(quarantined)
+    if read != listed:
+        problems.append(f"the data files hold {read:,} rows, the tables' manifests list {listed:,}")
+    return stored, problems
 
 
 def verify_topic(topic: str, s: Settings, consumer: Consumer | None) -> list[PartitionCheck]:
     """Check one topic; without a consumer (no broker reachable) the lake is checked alone."""
     marks = _broker_marks(topic, consumer)
-    with lake.Ledger(s.ledger_path) as ledger:
-        batches = ledger.batches(topic)
-        losses = ledger.losses(topic)
-        current = ledger.generation(topic)
-        progress = ledger.progress(topic)
-    files = _file_counts(s, topic)
+    tables = lake.TopicTables.load(s, topic)
+    state = tables.state() if tables else lake.State(topic)
+    stored, table_problems = _stored(tables) if tables else ({}, [])
+    current = state.generation
     live = current.number if current else 0
     changed = None
     if current is not None and marks is not None:
         broker_id = kafka.topic_id(topic) if current.topic_id else None
-        changed = identity_problem(topic, current, broker_id, progress, marks)
+        changed = identity_problem(topic, current, broker_id, state.progress(), marks)
     if changed:  # the broker's topic is not the one stored: compare the lake with itself alone
         marks = {}
-    keys = {(b.generation, b.partition) for b in batches} | {(loss.generation, loss.partition) for loss in losses}
+    until = state.stored_until()
+    keys = set(until) | set(stored) | {(loss.generation, loss.partition) for loss in state.losses}
     keys |= {(live, p) for p in marks or {}}
     aside = set_aside.counts(s, topic)
     checks = []
     for generation, partition in sorted(keys):
-        mine = [b for b in batches if (b.generation, b.partition) == (generation, partition)]
-        lost = [loss for loss in losses if (loss.generation, loss.partition) == (generation, partition)]
+        held = stored.get((generation, partition), _Stored())
+        lost = [loss for loss in state.losses if (loss.generation, loss.partition) == (generation, partition)]
         is_live = generation == live
         low, high = (marks or {}).get(partition, (None, None)) if is_live else (None, None)
-        spans = sorted([(b.start, b.end) for b in mine] + [(loss.start, loss.end) for loss in lost])
+        starts = [start for start, _ in held.spans] + [loss.start for loss in lost]
+        if held.first is not None:
+            starts.append(held.first)
         check = PartitionCheck(
             topic,
             partition,
             broker_start=low,
             broker_end=high,
-            stored_from=spans[0][0] if spans else None,
-            stored_to=spans[-1][1] if spans else None,
-            batches=len(mine),
-            rows=sum(b.rows for b in mine),
-            tombstones=sum(b.tombstones for b in mine),
-            quarantined=sum(b.quarantined for b in mine),
+            stored_from=min(starts) if starts else None,
+            stored_to=until.get((generation, partition)),
+            batches=len(set(held.spans)),
+            rows=held.rows,
+            tombstones=held.tombstones,
+            quarantined=held.quarantined,
             set_aside=aside.get((generation, partition), 0),
-            files=len({name for b in mine for name in b.files}),  # a compacted file serves many batches
+            files=held.files,
             generation=generation,
             current=is_live,
             lost=sum(loss.offsets for loss in lost if loss.accepted_at is None),
@@ -160,28 +205,35 @@ def verify_topic(topic: str, s: Settings, consumer: Consumer | None) -> list[Par
             )
         elif marks is None:
             check.notes.append("broker not reachable: lake checked alone")
-        _check_ranges(check, mine, spans)
+        check.problems += table_problems
+        _check_ranges(check, held, lost)
         _check_losses(check, lost)
-        _check_files(check, mine, files, s)
         checks.append(check)
     return checks
 
 
-def _check_ranges(check: PartitionCheck, batches: list[lake.Batch], spans: list[tuple[int, int]]) -> None:
-    """The batches and the recorded losses together tile the partition's offsets."""
-    for (_, before_end), (after_start, _) in itertools.pairwise(spans):
-        if after_start > before_end:
-            check.problems.append(f"hole: offsets {before_end}-{after_start} were never stored")
-        elif after_start < before_end:
-            check.problems.append(f"overlap: offsets {after_start}-{before_end} stored twice")
-    if not spans:
+def _check_ranges(check: PartitionCheck, held: _Stored, losses: list[lake.Loss]) -> None:
+    """The data files and the recorded losses together account for the partition's offsets up to
+    where the snapshot summary says the lake holds it, each offset once."""
+    if held.doubled:
+        check.problems.append(f"{held.doubled:,} offsets stored more than once (raw and quarantine together)")
+    end = check.stored_to
+    if held.last is not None and (end is None or held.last >= end):
+        check.problems.append(
+            f"the data files hold offset {held.last}, past what the snapshot summary says is stored ({end})"
+        )
+    for loss in losses:
+        if held.first is not None and loss.start <= held.last and held.first < loss.end:
+            inside = f"{max(loss.start, held.first)}-{min(loss.end, held.last + 1)}"
+            check.notes.append(f"a recorded loss ({loss.start}-{loss.end}) overlaps stored offsets near {inside}")
+    if end is None or check.stored_from is None:
         return
-    if check.broker_start is not None and spans[0][0] > check.broker_start:
-        check.problems.append(f"hole: offsets {check.broker_start}-{spans[0][0]} were never stored")
-    if check.broker_end is not None and spans[-1][1] > check.broker_end:
-        check.problems.append(f"the lake holds offsets up to {spans[-1][1]}, past the broker's end {check.broker_end}")
-    span = sum(b.end - b.start for b in batches)
-    check.gaps = max(0, span - (check.rows + check.tombstones + check.quarantined))
+    if check.broker_start is not None and check.stored_from > check.broker_start:
+        check.problems.append(f"hole: offsets {check.broker_start}-{check.stored_from} were never stored")
+    if check.broker_end is not None and end > check.broker_end:
+        check.problems.append(f"the lake holds offsets up to {end}, past the broker's end {check.broker_end}")
+    accounted = held.offsets + sum(loss.offsets for loss in losses)
+    check.gaps = max(0, (end - check.stored_from) - accounted)
 
 
 def _check_losses(check: PartitionCheck, losses: list[lake.Loss]) -> None:
@@ -192,27 +244,6 @@ def _check_losses(check: PartitionCheck, losses: list[lake.Loss]) -> None:
             check.problems.append(f"lost: {what}; `lakehouse verify --accept-loss {check.topic}` once dealt with")
         else:
             check.notes.append(f"accepted loss: {what}")
-
-
-def _check_files(check: PartitionCheck, batches: list[lake.Batch], counts: FileCounts, s: Settings) -> None:
-    unpublished = 0
-    for batch in batches:
-        for name in batch.files:
-            path = s.home / name
-            if path.exists():
-                continue
-            if path.with_name(path.name + lake.PENDING).exists():
-                unpublished += 1
-            else:
-                check.problems.append(f"missing file {name}")
-    if unpublished:
-        check.notes.append(f"{unpublished} committed files not yet published (a crash; the next drain publishes them)")
-    for layer, expected in (("raw", check.rows + check.tombstones), ("quarantine", check.quarantined)):
-        total, distinct = counts.get((layer, check.generation, check.partition), (0, 0))
-        if total != distinct:
-            check.problems.append(f"{layer}: {total - distinct} offsets stored more than once")
-        if not unpublished and total != expected:
-            check.problems.append(f"{layer}: files hold {total} rows, the ledger {expected}")
 
 
 def _explain_gaps(topic: str, checks: list[PartitionCheck]) -> None:
@@ -250,7 +281,19 @@ def verify(topics: list[str], s: Settings | None = None, broker_timeout_s: float
 def accept_losses(topic: str, s: Settings | None = None) -> list[lake.Loss]:
     """An operator acknowledges the topic's recorded losses; returns those newly accepted."""
     s = s or current_settings()
-    with lake.Ledger(s.ledger_path) as ledger:
-        pending = [loss for loss in ledger.losses(topic) if loss.accepted_at is None]
-        ledger.accept_losses(topic)
-    return pending
+    tables = lake.TopicTables.load(s, topic)
+    if tables is None:
+        return []
+    for _ in range(10):  # a drain may commit in between: accept against its newer snapshot
+        state = tables.refresh().state()
+        pending = [loss for loss in state.losses if loss.accepted_at is None]
+        if not pending:
+            return []
+        now = time.time()
+        accepted = tuple(loss if loss.accepted_at else replace(loss, accepted_at=now) for loss in state.losses)
+        try:
+            tables.commit_state(state, replace(state, losses=accepted))
+            return pending
+        except lake.Fenced:
+            continue
+    raise lake.Fenced(f"{topic}: the raw table kept changing; try again")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from expectations.gate import GateOutcome, run_gate
+from expectations.gate import GateOutcome, publish_read_snapshots, run_gate
 from ingestion import refresh
 from ingestion.config import settings
 from ingestion.contracts import Contract
@@ -50,6 +50,7 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
     result = StreamBuild(stream, gates=run_gates(contracts))
     if not result.gates_passed:
         return result
+    publish_read_snapshots(s, contracts)
     selection = " ".join(f"source:raw.{c.table_name}+" for c in contracts)
     # Rows a quarantine replay stored carry old offsets, which incremental models never take in.
     replayed = refresh.pending(s, [c.topic for c in contracts])

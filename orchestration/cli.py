@@ -465,7 +465,9 @@ def _print_gate(name: str, gate) -> None:
         click.echo(f"what to do: {what_to_do(gate.stream, gate.suite)}")
         return
     shown = outcome.set_aside.head(20)
-    for partition, offset, reason in zip(shown["_partition"], shown["_offset"], shown["reason"], strict=True):
+    for partition, offset, reason in zip(
+        shown["_kafka_partition"], shown["_kafka_offset"], shown["reason"], strict=True
+    ):
         click.echo(f"  set aside {gate.topic}[{partition}]@{offset}: {reason}")
     if len(outcome.set_aside) > len(shown):
         click.echo(

@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ingestion.config import Settings
+from ingestion.config import Settings, duckdb_extensions_dir
 from ingestion.contracts import Contract
-from ingestion.lake import has_raw_files, raw_glob
+from ingestion.lake import TopicTables, scan_sql
 
 KEEP = 2
 
@@ -72,13 +72,20 @@ def publish_snapshot(settings: Settings, models: Iterable[str] = ()) -> Path | N
 
 
 def raw_views_sql(settings: Settings, contracts: Iterable[Contract]) -> str:
-    """Temporary views `raw_<table>` over the raw Parquet of each topic that has data."""
-    lines = []
+    """Views `raw_<table>` over each topic's raw Iceberg table at its current snapshot (an older
+    one is `iceberg_scan(<metadata>, snapshot_from_id = <id>)`; `iceberg_snapshots` lists them)."""
+    from ingestion.catalog import is_object_storage
+    from ingestion.duck import s3_secret_sql
+
+    directory = str(duckdb_extensions_dir()).replace("'", "''")
+    lines = [f"set extension_directory = '{directory}';", "set autoinstall_known_extensions = false;"]
+    lines += ["load avro;", "load iceberg;"]
+    if is_object_storage(settings):
+        lines += ["load httpfs;", s3_secret_sql(settings) + ";"]
     for contract in contracts:
-        if has_raw_files(settings, contract.topic):
-            glob = raw_glob(settings, contract.topic).replace("'", "''")
+        tables = TopicTables.load(settings, contract.topic)
+        if tables is not None and tables.raw.current_snapshot() is not None:
             lines.append(
-                f"create or replace temp view raw_{contract.table_name} as select * from "
-                f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true);"
+                f"create or replace temp view raw_{contract.table_name} as select * from {scan_sql(tables.raw)};"
             )
     return "\n".join(lines) + "\n"

@@ -47,8 +47,7 @@ def topic_status(settings: Settings) -> list[TopicStatus]:
     # a second and a half is shown as down, and the lake is described alone.
     result = verify(list(CONTRACTS), settings, broker_timeout_s=1.5)
     checks = result.checks
-    with lake.Ledger(settings.ledger_path) as ledger:
-        drained = {topic: max((b.committed_at for b in ledger.batches(topic)), default=None) for topic in CONTRACTS}
+    drained = {topic: lake.last_commit_at(settings, topic) for topic in CONTRACTS}
     statuses = []
     for topic, contract in CONTRACTS.items():
         mine = [c for c in checks if c.topic == topic]

@@ -25,8 +25,8 @@ def test_a_real_file_and_the_synthetic_stream_are_drained_row_for_row(kafka_env,
 
     glob = str(lake_home / "raw" / TOPIC / "**" / "*.parquet")
     stored = duckdb.sql(
-        f"select npi, nppes_provider_zip, hcpcs_description, average_Medicare_payment_amt, _key "
-        f"from read_parquet('{glob}', union_by_name = true) order by _partition, _offset"
+        f"select npi, nppes_provider_zip, hcpcs_description, average_Medicare_payment_amt, _kafka_key "
+        f"from read_parquet('{glob}', union_by_name = true) order by _kafka_partition, _kafka_offset"
     ).fetchall()
     assert len(stored) == 2008
     with open(SAMPLE, newline="") as handle:

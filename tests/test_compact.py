@@ -35,7 +35,7 @@ def fill(bootstrap: str, home: Path) -> None:
 def snapshot(home: Path) -> list[tuple]:
     glob = str(home / "raw" / "prices" / "**" / "*.parquet")
     return duckdb.sql(
-        f"select _partition, _offset, price, venue, date from read_parquet('{glob}', union_by_name = true, "
+        f"select _kafka_partition, _kafka_offset, price, venue, date from read_parquet('{glob}', union_by_name = true, "
         "hive_partitioning = true) order by all"
     ).fetchall()
 

@@ -1,6 +1,6 @@
 """Exactly once through crashes: SIGKILL at every point of a batch, a broker restart, a failed
 Dagster run, and two drains at once. After each, the lake and the quarantine together hold every
-offset the broker holds, once, checked with DuckDB over the files, independently of `verify`."""
+offset the broker holds, once, read through the catalog independently of `verify`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ingestion.failpoints import POINTS
+from tests import lake_tables
 from tests.cli import LAKEHOUSE
 from tests.conftest import recreate_topics
 
@@ -89,27 +90,22 @@ def broker_offsets(bootstrap: str) -> dict[int, tuple[int, int]]:
 
 
 def assert_every_offset_once(home: Path, bootstrap: str) -> None:
-    """Raw rows (tombstones included) and quarantined records, together, hold each offset once."""
-    raw = str(home / "raw" / TOPIC / "**" / "*.parquet")
-    quarantine = str(home / "quarantine" / TOPIC / "*.parquet")
-    stored = duckdb.sql(
-        f"""
-        with offsets as (
-            select _partition, _offset from read_parquet('{raw}', union_by_name = true, hive_partitioning = false)
-            union all
-            select _partition, _offset from read_parquet('{quarantine}')
+    """Raw rows (tombstones included) and quarantined records, together, hold each offset once:
+    read through the catalog's current snapshots of `raw.prices` and `quarantine.prices`."""
+    stored = (
+        duckdb.from_arrow(lake_tables.offsets(home, TOPIC))
+        .query(
+            "held",
+            "select _kafka_partition, count(*), count(distinct _kafka_offset), min(_kafka_offset), max(_kafka_offset) "
+            "from held group by _kafka_partition order by _kafka_partition",
         )
-        select _partition, count(*), count(distinct _offset), min(_offset), max(_offset)
-        from offsets group by _partition order by _partition
-        """
-    ).fetchall()
+        .fetchall()
+    )
     for partition, total, distinct, first, last in stored:
         low, high = broker_offsets(bootstrap)[partition]
         assert total == distinct, f"partition {partition}: {total - distinct} offsets stored twice"
         assert (first, last + 1, total) == (low, high, high - low), f"partition {partition}: offsets missing"
     assert {row[0] for row in stored} == {p for p, (low, high) in broker_offsets(bootstrap).items() if high > low}
-    leftovers = list(home.rglob("*.pending"))
-    assert not leftovers, leftovers
 
 
 def assert_verify_passes(env: dict) -> dict:
@@ -154,9 +150,8 @@ def test_sigkill_at_every_point_of_a_batch_while_producing_loses_nothing_and_dou
     checks = assert_verify_passes(dict(os.environ))
     assert sum(c["rows"] + c["tombstones"] + c["quarantined"] for c in checks) == producer.sent
 
-    reasons = duckdb.sql(
-        f"select reason, _headers from read_parquet('{lake_home / 'quarantine' / TOPIC}/*.parquet')"
-    ).fetchall()
+    quarantined = lake_tables.read_table(lake_home, "quarantine", TOPIC, ("reason", "_headers"))
+    reasons = list(zip(quarantined["reason"].to_pylist(), quarantined["_headers"].to_pylist(), strict=True))
     assert {r.split(":")[0] for r, _ in reasons} == {"not JSON", "not UTF-8", "required field missing", "wrong type"}
     assert [{"key": "source", "value": b"faults"}] in [headers for _, headers in reasons]
 
@@ -180,16 +175,14 @@ def test_two_drains_of_one_topic_at_once_never_both_write(kafka_env, lake_home):
 
 def test_a_broker_restart_in_the_middle_of_a_drain_loses_nothing_and_doubles_nothing(own_broker, lake_home):
     from ingestion import local_kafka
-    from ingestion.lake import Ledger
 
     recreate_topics(own_broker, TOPIC)
     backlog(own_broker, seconds=2, rate=20000)
 
     env = drain_env(LAKEHOUSE_BATCH_MAX_RECORDS="50")
     drain = subprocess.Popen([LAKEHOUSE, "drain", TOPIC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ledger_path = lake_home / "raw" / "_ledger.sqlite"
     deadline = time.monotonic() + 60
-    while not (ledger_path.exists() and Ledger(ledger_path).batches(TOPIC)):
+    while not lake_tables.offsets(lake_home, TOPIC).num_rows:
         assert time.monotonic() < deadline, "the drain never committed a batch"
         time.sleep(0.1)
     local_kafka.stop()

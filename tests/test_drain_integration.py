@@ -28,7 +28,7 @@ def send_independently(bootstrap: str, topic: str, values: list[bytes | None]) -
 def lake_rows(home: Path, topic: str) -> tuple[int, int]:
     glob = str(home / "raw" / topic / "**" / "*.parquet")
     return duckdb.sql(
-        f"select count(*), count(distinct (_partition, _offset)) from read_parquet('{glob}', hive_partitioning = true)"
+        f"select count(*), count(distinct (_kafka_partition, _kafka_offset)) from read_parquet('{glob}', hive_partitioning = true)"
     ).fetchone()
 
 
@@ -64,10 +64,10 @@ def test_poison_records_and_tombstones_neither_stop_the_drain_nor_vanish(kafka_e
     assert result.returncode == 0, result.stderr
     assert "2 quarantined, 1 tombstones" in result.stdout
     stored = duckdb.sql(
-        f"select _offset, _tombstone from read_parquet('{lake_home}/raw/prices/**/*.parquet') order by 1"
+        f"select _kafka_offset, _tombstone from read_parquet('{lake_home}/raw/prices/**/*.parquet') order by 1"
     ).fetchall()
     quarantined = duckdb.sql(
-        f"select _offset, reason from read_parquet('{lake_home}/quarantine/prices/*.parquet') order by 1"
+        f"select _kafka_offset, reason from read_parquet('{lake_home}/quarantine/prices/*.parquet') order by 1"
     ).fetchall()
     assert stored == [(0, False), (2, True), (3, False)]
     assert [offset for offset, _ in quarantined] == [1, 4]

@@ -15,8 +15,8 @@ from ingestion.streams import CONTRACTS, cms
 def ticks(*rows: tuple[str | None, float | None]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "_partition": [0] * len(rows),
-            "_offset": list(range(len(rows))),
+            "_kafka_partition": [0] * len(rows),
+            "_kafka_offset": list(range(len(rows))),
             "ts": pd.to_datetime(["2021-03-10 16:21:32"] * len(rows)),
             "symbol": [symbol for symbol, _ in rows],
             "price": [price for _, price in rows],
@@ -47,7 +47,7 @@ def test_a_negative_price_an_unknown_symbol_and_a_null_price_fail_with_a_sample_
     outcome = validate(ticks(("AAPL", 238.32), ("AAPL", -5.0), ("XXX", 10.0), ("MSFT", None)), "prices", "raw_prices")
     assert not outcome.success
     assert outcome.failing_rows == 3
-    assert outcome.failing_sample["_offset"].tolist() == [1, 2, 3]
+    assert outcome.failing_sample["_kafka_offset"].tolist() == [1, 2, 3]
     report = outcome.to_markdown()
     assert "3 of 4 rows set aside" in report and "-5.0" in report and "XXX" in report
 
@@ -58,8 +58,8 @@ def test_failing_rows_are_set_aside_each_with_the_suite_expectation_column_and_v
     )
     assert not outcome.blocked
     assert outcome.set_aside_rows == 2
-    aside = outcome.set_aside.sort_values("_offset")
-    assert aside[["_partition", "_offset", "column", "value"]].values.tolist() == [
+    aside = outcome.set_aside.sort_values("_kafka_offset")
+    assert aside[["_kafka_partition", "_kafka_offset", "column", "value"]].values.tolist() == [
         [0, 1, "symbol", "APPL"],
         [0, 2, "price", "-5.0"],
     ]
@@ -205,7 +205,7 @@ def test_outcomes_of_pieces_combine_into_one():
 
 def cms_frame(header: tuple[str, ...], *rows: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame([dict(zip(header, r, strict=True)) for r in rows])
-    return frame.assign(_partition=0, _offset=range(len(frame)))
+    return frame.assign(_kafka_partition=0, _kafka_offset=range(len(frame)))
 
 
 def cms_row(**changes: str) -> list[str]:

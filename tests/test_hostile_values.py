@@ -77,12 +77,14 @@ def test_a_mix_of_hostile_records_is_stored_or_quarantined_and_nothing_stops(kaf
     assert f"{len(HOSTILE) - 4} quarantined" in drained, drained
     assert_every_offset_once(lake_home, kafka_env)
     quarantined = dict(
-        duckdb.sql(f"select _offset, reason from read_parquet('{lake_home}/quarantine/prices/*.parquet')").fetchall()
+        duckdb.sql(
+            f"select _kafka_offset, reason from read_parquet('{lake_home}/quarantine/prices/*.parquet')"
+        ).fetchall()
     )
     stored = {
         offset
         for (offset,) in duckdb.sql(
-            f"select _offset from read_parquet('{lake_home}/raw/prices/**/*.parquet', union_by_name = true)"
+            f"select _kafka_offset from read_parquet('{lake_home}/raw/prices/**/*.parquet', union_by_name = true)"
         ).fetchall()
     }
     for offset, (_, _, expected) in enumerate(records):

@@ -52,7 +52,7 @@ def stored_offsets(home: Path, generation: int = 0) -> dict[int, list[int]]:
         if not list(Path("/").glob(glob.lstrip("/"))):
             continue
         for partition, offset in duckdb.sql(
-            f"select _partition, _offset from read_parquet('{glob}', union_by_name = true, hive_partitioning = false)"
+            f"select _kafka_partition, _kafka_offset from read_parquet('{glob}', union_by_name = true, hive_partitioning = false)"
         ).fetchall():
             found.setdefault(partition, []).append(offset)
     return {p: sorted(offsets) for p, offsets in found.items()}

@@ -40,7 +40,12 @@ def test_a_clean_batch_becomes_typed_rows_with_kafka_metadata():
     row = parsed.table.to_pylist()[0]
     assert row["symbol"] == "AAPL" and row["price"] == 238.32
     assert row["ts"].isoformat() == "2021-03-10T16:21:32"
-    assert (row["_topic"], row["_partition"], row["_offset"], row["_key"]) == ("prices", 2, 100, "AAPL")
+    assert (row["_topic"], row["_kafka_partition"], row["_kafka_offset"], row["_kafka_key"]) == (
+        "prices",
+        2,
+        100,
+        "AAPL",
+    )
     assert row["_tombstone"] is False
 
 
@@ -58,8 +63,10 @@ def test_each_kind_of_poison_is_quarantined_with_its_reason_and_the_rest_is_kept
         good(symbol="MSFT"),
     ]
     parsed = parse(batch(*values), CONTRACT, record_max_bytes=500)
-    reasons = dict(zip(parsed.quarantine["_offset"].to_pylist(), parsed.quarantine["reason"].to_pylist(), strict=True))
-    assert parsed.table["_offset"].to_pylist() == [100, 109]
+    reasons = dict(
+        zip(parsed.quarantine["_kafka_offset"].to_pylist(), parsed.quarantine["reason"].to_pylist(), strict=True)
+    )
+    assert parsed.table["_kafka_offset"].to_pylist() == [100, 109]
     assert reasons[101].startswith("not JSON")
     assert reasons[102].startswith("not UTF-8")
     assert reasons[103].startswith("wrong type")
@@ -76,14 +83,14 @@ def test_quarantined_records_keep_their_raw_bytes_key_and_headers():
     assert parsed.quarantine.schema == QUARANTINE_SCHEMA
     record = parsed.quarantine.to_pylist()[0]
     assert record["_value"] == b"\x00\x01garbage"
-    assert record["_key"] == b"AAPL"
+    assert record["_kafka_key"] == b"AAPL"
     assert record["_headers"] == [{"key": "trace", "value": b"abc"}]
-    assert record["_offset"] == 100
+    assert record["_kafka_offset"] == 100
 
 
 def test_tombstones_are_kept_as_flagged_rows_in_offset_order():
     parsed = parse(batch(good(), None, good()), CONTRACT, record_max_bytes=500)
-    assert parsed.table["_offset"].to_pylist() == [100, 101, 102]
+    assert parsed.table["_kafka_offset"].to_pylist() == [100, 101, 102]
     assert parsed.table["_tombstone"].to_pylist() == [False, True, False]
     assert parsed.tombstones == 1
     assert parsed.table["price"][1].as_py() is None
@@ -97,7 +104,7 @@ def test_a_pretty_printed_record_spanning_lines_is_read_as_one_record():
 
 def test_whitespace_around_a_record_is_json_whitespace_and_a_blank_record_is_empty():
     parsed = parse(batch(b"  " + good() + b"\n", b" \t\r\n", good()), CONTRACT, record_max_bytes=500)
-    assert parsed.table["_offset"].to_pylist() == [100, 102]
+    assert parsed.table["_kafka_offset"].to_pylist() == [100, 102]
     assert parsed.quarantine["reason"].to_pylist() == ["empty value"]
 
 
@@ -144,7 +151,9 @@ def test_a_raw_json_stream_keeps_any_json_as_text_and_quarantines_the_rest():
     parsed = parse(batch(*values), REDIS, record_max_bytes=1 << 20)
     assert parsed.table["_value"].to_pylist() == ['{"key": "Q3VzdG9tZXI=", "zSetEntries": []}', "[1, 2]", None]
     assert parsed.table["_tombstone"].to_pylist() == [False, False, True]
-    reasons = dict(zip(parsed.quarantine["_offset"].to_pylist(), parsed.quarantine["reason"].to_pylist(), strict=True))
+    reasons = dict(
+        zip(parsed.quarantine["_kafka_offset"].to_pylist(), parsed.quarantine["reason"].to_pylist(), strict=True)
+    )
     assert reasons[102].startswith("not JSON") and reasons[103].startswith("not UTF-8")
 
 
@@ -174,12 +183,14 @@ def nested(levels: int, field: str = "extra") -> bytes:
 
 
 def reasons_of(parsed) -> dict[int, str]:
-    return dict(zip(parsed.quarantine["_offset"].to_pylist(), parsed.quarantine["reason"].to_pylist(), strict=True))
+    return dict(
+        zip(parsed.quarantine["_kafka_offset"].to_pylist(), parsed.quarantine["reason"].to_pylist(), strict=True)
+    )
 
 
 def test_a_record_nested_deeper_than_the_limit_is_quarantined_naming_the_field_and_the_depth():
     parsed = parse(batch(good(), nested(8), nested(9), good()), CONTRACT, record_max_bytes=1 << 20, limits=LIMITS)
-    assert parsed.table["_offset"].to_pylist() == [100, 101, 103]
+    assert parsed.table["_kafka_offset"].to_pylist() == [100, 101, 103]
     assert reasons_of(parsed) == {102: 'too deep: field "extra" nested 9 levels > 8'}
 
 
@@ -188,14 +199,14 @@ def test_nesting_counts_lists_as_levels_and_brackets_inside_strings_not_at_all()
     in_a_string = good(note="[[[[{{{{[[[[{{{{")
     parsed = parse(batch(lists, in_a_string), CONTRACT, record_max_bytes=1 << 20, limits=LIMITS)
     assert reasons_of(parsed) == {100: 'too deep: field "extra" nested 9 levels > 8'}
-    assert parsed.table["_offset"].to_pylist() == [101]
+    assert parsed.table["_kafka_offset"].to_pylist() == [101]
 
 
 def test_a_record_too_deep_for_pyarrows_reader_is_quarantined_before_the_reader_sees_it():
     # pyarrow's JSON reader segfaults near 16,000 levels; 2,000 already takes it a noticeable time.
     for hostile in (nested(2_000), nested(100_000), b"[" * 500_000):
         parsed = parse(batch(good(), hostile, good()), CONTRACT, record_max_bytes=1 << 20)
-        assert parsed.table["_offset"].to_pylist() == [100, 102]
+        assert parsed.table["_kafka_offset"].to_pylist() == [100, 102]
         assert reasons_of(parsed)[101].startswith("too deep: ")
     assert reasons_of(parse(batch(nested(2_000)), CONTRACT, record_max_bytes=1 << 20)) == {
         100: 'too deep: field "extra" nested 2,000 levels > 64'
@@ -204,7 +215,7 @@ def test_a_record_too_deep_for_pyarrows_reader_is_quarantined_before_the_reader_
 
 def test_the_default_depth_limit_keeps_every_real_shape():
     parsed = parse(batch(nested(64), nested(65)), CONTRACT, record_max_bytes=1 << 20)
-    assert parsed.table["_offset"].to_pylist() == [100]
+    assert parsed.table["_kafka_offset"].to_pylist() == [100]
     assert reasons_of(parsed) == {101: 'too deep: field "extra" nested 65 levels > 64'}
 
 
@@ -213,7 +224,7 @@ def test_a_record_with_more_fields_than_the_limit_nested_ones_included_is_quaran
     wide = good(**{f"f{i}": i for i in range(18)})
     inside = good(box={f"f{i}": i for i in range(17)})  # 3 + box + 17
     parsed = parse(batch(flat, wide, inside), CONTRACT, record_max_bytes=1 << 20, limits=LIMITS)
-    assert parsed.table["_offset"].to_pylist() == [100]
+    assert parsed.table["_kafka_offset"].to_pylist() == [100]
     assert reasons_of(parsed) == {
         101: "too many fields: 21 (nested ones included) > 20",
         102: "too many fields: 21 (nested ones included) > 20",
@@ -233,7 +244,7 @@ def test_a_field_name_longer_than_the_limit_is_quarantined_showing_its_start():
         record_max_bytes=1 << 20,
         limits=LIMITS,
     )
-    assert parsed.table["_offset"].to_pylist() == [100]
+    assert parsed.table["_kafka_offset"].to_pylist() == [100]
     assert reasons_of(parsed) == {
         101: f'field name too long: "{"n" * 40}…" (100,000 characters > 16)',
         102: f'field name too long: "{"m" * 17}" (17 characters > 16)',
@@ -244,7 +255,7 @@ def test_nan_and_infinities_in_a_declared_number_are_quarantined_as_not_finite()
     spellings = [b"NaN", b"Infinity", b"-Infinity"]
     values = [good()[:-1].replace(b"238.32", spelling) + b"}" for spelling in spellings]
     parsed = parse(batch(good(), *values, good(price=1e308)), CONTRACT, record_max_bytes=1 << 20)
-    assert parsed.table["_offset"].to_pylist() == [100, 104]  # 1e308 is finite: the gate judges it
+    assert parsed.table["_kafka_offset"].to_pylist() == [100, 104]  # 1e308 is finite: the gate judges it
     assert reasons_of(parsed) == {offset: "not a finite number: price" for offset in (101, 102, 103)}
 
 
@@ -284,7 +295,7 @@ def test_a_raw_json_record_nested_deeper_than_the_limit_is_quarantined_and_shall
     deep = b'{"key": ' + b"[" * 9 + b"]" * 9 + b"}"
     huge = b'{"key": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
     parsed = parse(batch(shallow, deep, huge), REDIS, record_max_bytes=1 << 20, limits=LIMITS)
-    assert parsed.table["_offset"].to_pylist() == [100]
+    assert parsed.table["_kafka_offset"].to_pylist() == [100]
     assert reasons_of(parsed) == {
         101: 'too deep: field "key" nested 10 levels > 8',
         102: 'too deep: field "key" nested 200,001 levels > 8',

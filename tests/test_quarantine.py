@@ -85,14 +85,14 @@ def test_recovery_deletes_the_quarantine_file_a_committed_replay_retired_and_kee
     old = s.quarantine_dir / TOPIC / lake.data_file_name(0, 0, 10)
     new = s.quarantine_dir / TOPIC / lake.replay_file_name(0, 0, 10, 1)
     for path in (drained, old):
-        lake.write_pending(pa.table({"_offset": [1]}), path)
+        lake.write_pending(pa.table({"_kafka_offset": [1]}), path)
         lake.publish(path)
     rel = [str(p.relative_to(s.home)) for p in (drained, old, replayed, new)]
     with lake.Ledger(s.ledger_path) as ledger:
         batch = lake.Batch(TOPIC, 0, 0, 10, 8, 2, 0, (rel[0], rel[1]), 0, 0.1)
         ledger.commit(batch)
-        lake.write_pending(pa.table({"_offset": [2]}), replayed)
-        lake.write_pending(pa.table({"_offset": [3]}), new)
+        lake.write_pending(pa.table({"_kafka_offset": [2]}), replayed)
+        lake.write_pending(pa.table({"_kafka_offset": [3]}), new)
         ledger.move_out_of_quarantine(batch, rel[1], rel[3], [rel[2]], moved=1, bytes_delta=0)
         # Killed here: the old quarantine file is still published, the new files still pending.
         assert lake.recover(s, ledger, TOPIC) == (2, 1)

@@ -13,8 +13,8 @@ from ingestion.lake import PENDING
 def failing(*coordinates: tuple[int, int], expectation: str = "expect_column_values_to_be_between") -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "_partition": [p for p, _ in coordinates],
-            "_offset": [o for _, o in coordinates],
+            "_kafka_partition": [p for p, _ in coordinates],
+            "_kafka_offset": [o for _, o in coordinates],
             "expectation": expectation,
             "column": "price",
             "value": "-5.0",
@@ -34,7 +34,12 @@ def test_set_aside_rows_are_kept_with_their_reason_and_counted_once_per_row(lake
     assert path.parent == lake_home / "set_aside" / "prices" and path.suffix == ".parquet"
     frame = set_aside.read_topic(s, "prices")
     assert list(frame.columns) == list(set_aside.COLUMNS)
-    assert list(zip(frame["_partition"], frame["_offset"], strict=True)) == [(0, 3), (0, 12), (0, 12), (1, 4)]
+    assert list(zip(frame["_kafka_partition"], frame["_kafka_offset"], strict=True)) == [
+        (0, 3),
+        (0, 12),
+        (0, 12),
+        (1, 4),
+    ]
     assert set(frame["suite"]) == {"raw_prices"} and frame["value"].tolist() == ["-5.0"] * 4
     assert frame["set_aside_at"].notna().all()
     assert set_aside.counts(s, "prices") == {(0, 0): 2, (0, 1): 1}  # offset 12 failed two expectations: one row
@@ -98,5 +103,5 @@ def test_release_for_one_suite_leaves_a_row_another_suite_set_aside(lake_home):
     set_aside.record(s, "prices", "other_suite", {}, {0: 20}, failing((0, 4)))
     assert set_aside.release(s, "prices", [(0, 3), (0, 4)], suite="raw_prices") == 1  # (0, 4) is still out
     frame = set_aside.read_topic(s, "prices")
-    assert frame[["_offset", "suite"]].values.tolist() == [[4, "other_suite"]]
+    assert frame[["_kafka_offset", "suite"]].values.tolist() == [[4, "other_suite"]]
     assert set_aside.release(s, "prices", [(0, 4)], suite="other_suite") == 1

@@ -178,7 +178,7 @@ def assert_every_raw_record_accounted_for(lake_home, members_beyond_one: int = 0
             ("stedi_events", stedi.EVENTS.topic, "stg_stedi__risk_events"),
         ):
             raw = set(con.execute(
-                f"select _partition, _offset from read_parquet('{lake_home}/raw/{topic}/**/*.parquet')"
+                f"select _kafka_partition, _kafka_offset from read_parquet('{lake_home}/raw/{topic}/**/*.parquet')"
             ).fetchall())  # fmt: skip
             kept = con.execute(f"select kafka_partition, kafka_offset from {staging}").fetchall()
             rejected = con.execute(

@@ -1,27 +1,39 @@
 {#
-  What staging reads of a raw topic: only the rows its quality gates have passed. Each gate
-  keeps, per partition, the offset up to which the topic's rows have been validated
-  (`LAKEHOUSE_HOME/gates/<topic>/<suite>.json`, see expectations/gate.py). Rows drained after
-  the gates last ran wait for the next run of the gates, whoever starts the build, so a row
-  never reaches a mart unvalidated. The marks are read when the model is compiled and written
-  in as literals, like `offsets_past`. Below the marks, the rows a gate set aside
+  What staging reads of a raw topic: exactly the snapshot of its Iceberg table `raw.<table>` that
+  every one of its quality gates has passed. Each gate records the snapshot it validated
+  (expectations/gate.py), and before dbt runs, `publish_read_snapshots` names, per table, the
+  oldest snapshot all of its gates passed (`LAKEHOUSE_HOME/gates/_read/<table>.json`: the current
+  one for a table without gates). Rows drained after the gates last ran wait for the next run of
+  the gates, whoever starts the build, so a row never reaches a mart unvalidated. The snapshot is
+  read when the model runs, never when the project is parsed. The rows a gate set aside
   (`LAKEHOUSE_HOME/set_aside/<topic>/*.parquet`, see ingestion/set_aside.py) are left out.
 #}
 
-{#- The raw table `table` (a source of `raw`) as a subquery of the rows its gates passed, each with
-    its `_generation` (0 until the topic was deleted and created again: the first generation's
-    files have no such column). -#}
+{#- The raw table `table` (a source of `raw`) as a subquery of the rows its gates passed. -#}
 {% macro raw_source(table) %}
-  {%- set relation = with_generation(raw_or_empty(source('raw', table))) -%}
-  {{ return("(select * from " ~ relation ~ " as gated where " ~ passed_gates(table) ~ not_set_aside(table) ~ ")") }}
+  {%- set lineage = source('raw', table) -%}
+  {{ return("(select * from " ~ raw_snapshot(table) ~ " as gated where true" ~ not_set_aside(table) ~ ")") }}
 {% endmacro %}
 
 
-{% macro with_generation(relation) %}
-  {%- if execute and '_generation' in relation_columns(relation) -%}
-    {{ return("(select * replace (coalesce(_generation, 0)::integer as _generation) from " ~ relation ~ ")") }}
+{#- DuckDB's scan of the snapshot staging reads; with no snapshot passed yet, none of the table's
+    rows (its columns still there), and with no table yet, no row of the drain's metadata columns,
+    so a stream whose other topics have data still builds. -#}
+{% macro raw_snapshot(table) %}
+  {%- set path = env_var('LAKEHOUSE_HOME', '../data_lake') ~ '/gates/_read/' ~ table ~ '.json' -%}
+  {%- if execute and run_query("select count(*) from glob('" ~ path ~ "')").columns[0].values()[0] -%}
+    {%- set read = fromjson(run_query("select content from read_text('" ~ path ~ "')").columns[0].values()[0]) -%}
+    {%- if read.get('metadata_location') -%}
+      {%- set scan = "iceberg_scan('" ~ read.metadata_location ~ "'" -%}
+      {%- if read.get('snapshot_id') is not none -%}
+        {{ return(scan ~ ", snapshot_from_id = " ~ read.snapshot_id ~ ")") }}
+      {%- endif -%}
+      {{ return("(select * from " ~ scan ~ ") where false)") }}
+    {%- endif -%}
   {%- endif -%}
-  {{ return("(select *, 0::integer as _generation from " ~ relation ~ ")") }}
+  {{ return("(select null::varchar as _topic, null::integer as _kafka_partition, null::bigint as _kafka_offset, "
+            ~ "null::timestamptz as _kafka_timestamp, null::varchar as _kafka_key, null::boolean as _tombstone, "
+            ~ "null::integer as _generation where false)") }}
 {% endmacro %}
 
 
@@ -36,50 +48,6 @@
     {{ return('') }}
   {%- endif -%}
   {{ return(" and not exists (select 1 from read_parquet('" ~ files ~ "', union_by_name = true) as set_aside"
-            ~ " where set_aside._generation = gated._generation and set_aside._partition = gated._partition"
-            ~ " and set_aside._offset = gated._offset)") }}
-{% endmacro %}
-
-
-{#- A filter on _generation, _partition and _offset: below every gate's mark (keyed `3`, or `1:3`
-    for partition 3 of generation 1); `true` for a topic without gates. -#}
-{% macro passed_gates(table) %}
-  {%- set gates = var('raw_gates').get(table) -%}
-  {%- if not execute or not gates -%}
-    {{ return('true') }}
-  {%- endif -%}
-  {%- set marks = [] -%}
-  {%- for suite in gates.suites -%}
-    {%- set path = env_var('LAKEHOUSE_HOME', '../data_lake') ~ '/gates/' ~ gates.topic ~ '/' ~ suite ~ '.json' -%}
-    {%- if run_query("select count(*) from glob('" ~ path ~ "')").columns[0].values()[0] == 0 -%}
-      {{ return('false') }}
-    {%- endif -%}
-    {%- do marks.append(fromjson(run_query("select content from read_text('" ~ path ~ "')").columns[0].values()[0])) -%}
-  {%- endfor -%}
-  {%- set below = [] -%}
-  {%- for partition, until in marks[0].items() -%}
-    {%- set ns = namespace(until=until) -%}
-    {%- for mark in marks[1:] -%}
-      {%- set ns.until = [ns.until, mark.get(partition, 0)] | min -%}
-    {%- endfor -%}
-    {%- set key = (partition | string).split(':') -%}
-    {%- set generation = key[0] if key | length == 2 else '0' -%}
-    {%- do below.append('(_generation = ' ~ generation ~ ' and _partition = ' ~ key[-1] ~ ' and _offset < ' ~ ns.until ~ ')') -%}
-  {%- endfor -%}
-  {{ return('(' ~ (below | join(' or ') or 'false') ~ ')') }}
-{% endmacro %}
-
-
-{#- The raw table, or an empty one with the drain's metadata columns while no file of it exists,
-    so a stream whose other topics have data still builds. -#}
-{% macro raw_or_empty(relation) %}
-  {%- if execute -%}
-    {%- set files = modules.re.search("read_parquet\\('([^']+)'", relation | string) -%}
-    {%- if files and run_query("select count(*) from glob('" ~ files.group(1) ~ "')").columns[0].values()[0] == 0 -%}
-      {{ return("(select null::varchar as _topic, null::integer as _partition, null::bigint as _offset, "
-                ~ "null::timestamptz as _timestamp, null::varchar as _key, null::boolean as _tombstone, "
-                ~ "null::integer as _generation where false)") }}
-    {%- endif -%}
-  {%- endif -%}
-  {{ return(relation) }}
+            ~ " where set_aside._generation = gated._generation and set_aside._kafka_partition = gated._kafka_partition"
+            ~ " and set_aside._kafka_offset = gated._kafka_offset)") }}
 {% endmacro %}

@@ -64,9 +64,9 @@
         {%- for name in names %}
         {{ exported_text(columns, name) }} as {{ name | lower }},
         {%- endfor %}
-        _timestamp,
-        _partition,
-        _offset
+        _kafka_timestamp,
+        _kafka_partition,
+        _kafka_offset
 
     from {{ relation }}
     where not coalesce(_tombstone, false)

@@ -95,7 +95,11 @@ def dbt_models() -> dg.AssetsDefinition:
         name="lakehouse_dbt_models",
     )
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+        from expectations.gate import publish_read_snapshots
+        from ingestion.streams import CONTRACTS
+
         selected = {key.path[-1] for key in context.selected_asset_keys}
+        publish_read_snapshots(settings(), CONTRACTS.values())
         replayed, covered = replayed_topics(selected)
         # The events wait for dbt to finish: only then can the marts be read for their metadata.
         events = list(dbt.cli(["build", *(["--full-refresh"] if replayed else [])], context=context).stream())

@@ -48,7 +48,7 @@ def quality_check(contract: Contract, suite: str) -> dg.AssetChecksDefinition:
         if gate.blocked:
             metadata["what_to_do"] = what_to_do(contract.stream, suite)
         elif outcome.set_aside_rows:
-            reasons = outcome.set_aside[["_partition", "_offset", "reason"]].head(SAMPLE_ROWS)
+            reasons = outcome.set_aside[["_kafka_partition", "_kafka_offset", "reason"]].head(SAMPLE_ROWS)
             metadata["set_aside_sample"] = dg.MetadataValue.md(markdown_table(reasons))
         return dg.AssetCheckResult(
             passed=not gate.blocked,

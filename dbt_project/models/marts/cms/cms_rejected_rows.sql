@@ -17,10 +17,10 @@ spelled as (
     select
         {{ spelled_text(columns, var('cms_spellings')['npi']) }} as npi,
         coalesce(_tombstone, false) as is_tombstone,
-        _key,
-        _partition,
-        _offset,
-        _timestamp
+        _kafka_key,
+        _kafka_partition,
+        _kafka_offset,
+        _kafka_timestamp
 
     from source
 
@@ -30,11 +30,11 @@ rejected as (
 
     select
         'cms_provider_services' as source_table,
-        case when is_tombstone then cast(_key as varchar) else npi end as row_id,
+        case when is_tombstone then cast(_kafka_key as varchar) else npi end as row_id,
         case when is_tombstone then 'tombstone' else 'copyright row' end as rejection_reason,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset,
-        cast(_timestamp as timestamptz) as kafka_timestamp
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset,
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp
 
     from spelled
     where is_tombstone or {{ cms_copyright_row('npi') }}

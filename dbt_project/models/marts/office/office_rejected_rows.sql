@@ -15,15 +15,15 @@ with
 
     select
         'office_{{ table }}' as source_table,
-        coalesce(cast(raw.id as varchar), cast(raw._key as varchar)) as row_id,
+        coalesce(cast(raw.id as varchar), cast(raw._kafka_key as varchar)) as row_id,
         case when coalesce(raw._tombstone, false) then 'tombstone' else '{{ copy_reason }}' end as rejection_reason,
-        cast(raw._partition as integer) as kafka_partition,
-        cast(raw._offset as bigint) as kafka_offset,
-        cast(raw._timestamp as timestamptz) as kafka_timestamp
+        cast(raw._kafka_partition as integer) as kafka_partition,
+        cast(raw._kafka_offset as bigint) as kafka_offset,
+        cast(raw._kafka_timestamp as timestamptz) as kafka_timestamp
 
     from {{ raw_source('office_' ~ table) }} as raw
     anti join {{ ref('stg_office__' ~ table) }} as kept
-        on raw._partition = kept.kafka_partition and raw._offset = kept.kafka_offset
+        on raw._kafka_partition = kept.kafka_partition and raw._kafka_offset = kept.kafka_offset
 
 ),
 

@@ -12,11 +12,11 @@ rejected as (
 
     select
         'prices' as source_table,
-        cast(_key as varchar) as row_id,
+        cast(_kafka_key as varchar) as row_id,
         'tombstone' as rejection_reason,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset,
-        cast(_timestamp as timestamptz) as kafka_timestamp
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset,
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp
 
     from source
     where coalesce(_tombstone, false)

@@ -23,12 +23,12 @@ stedi_events as (
 
     select
         'stedi_events' as source_table,
-        cast(_key as varchar) as row_id,
+        cast(_kafka_key as varchar) as row_id,
         'tombstone' as rejection_reason,
         cast(null as bigint) as entry_position,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset,
-        cast(_timestamp as timestamptz) as kafka_timestamp
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset,
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp
 
     from {{ raw_source('stedi_events') }}
     where coalesce(_tombstone, false)

@@ -22,9 +22,9 @@ typed as (
             when try_cast(product_id as bigint) < 0 then 'negative PRODUCT_ID'
             when try_cast(amount as decimal(19, 4)) = 0 then 'zero AMOUNT'
         end as rejection_reason,
-        cast(_timestamp as timestamptz) as kafka_timestamp,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp,
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset
 
     from texts
 

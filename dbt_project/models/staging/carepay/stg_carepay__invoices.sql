@@ -16,9 +16,9 @@ typed as (
         case when id is null and status is null and date_created is null and treatment_id is null
             then 'every column null'
         end as rejection_reason,
-        cast(_timestamp as timestamptz) as kafka_timestamp,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp,
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset
 
     from texts
 

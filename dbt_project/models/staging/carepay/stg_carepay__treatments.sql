@@ -21,9 +21,9 @@ aligned as (
         case when shifted then date_submitted else date_treatment end as date_treatment,
         case when shifted then date_treatment else provider_id end as provider_id,
         case when shifted then provider_id else program_id end as program_id,
-        _timestamp,
-        _partition,
-        _offset
+        _kafka_timestamp,
+        _kafka_partition,
+        _kafka_offset
 
     from (select *, try_cast(type as timestamp) is not null as shifted from texts)
 
@@ -53,9 +53,9 @@ typed as (
                 and date_created not like '0000-00-00%'
                 then 'columns out of place: DATE_CREATED ' || date_created
         end as rejection_reason,
-        cast(_timestamp as timestamptz) as kafka_timestamp,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp,
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset
 
     from aligned
 

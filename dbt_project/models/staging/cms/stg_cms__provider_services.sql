@@ -18,9 +18,9 @@ spelled as (
         {%- endfor %}
         {{ spelled(columns, ['_header_data_year']) }} as data_year,
         _generation,
-        _partition,
-        _offset,
-        _timestamp
+        _kafka_partition,
+        _kafka_offset,
+        _kafka_timestamp
 
     from source
 
@@ -65,9 +65,9 @@ typed as (
         {{ clean_number('avg_standardized_amount') }} as avg_standardized_amount,
         try_cast(data_year as integer) as data_year,
         cast(_generation as integer) as kafka_generation,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset,
-        cast(_timestamp as timestamptz) as kafka_timestamp
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset,
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp
 
     from spelled
     -- The CMS .txt files carry a copyright notice as their first data row (counted in cms_rejected_rows).

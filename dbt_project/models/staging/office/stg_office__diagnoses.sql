@@ -14,12 +14,12 @@ first_sent as (
         cast(id as bigint) as diagnosis_id,
         cast(patient_id as bigint) as patient_id,
         upper(icd10_code) as icd10_code,
-        cast(_timestamp at time zone 'UTC' as timestamp) as diagnosed_at,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset
+        cast(_kafka_timestamp at time zone 'UTC' as timestamp) as diagnosed_at,
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset
 
     from source
-    qualify row_number() over (partition by id order by _timestamp, _partition, _offset) = 1
+    qualify row_number() over (partition by id order by _kafka_timestamp, _kafka_partition, _kafka_offset) = 1
 
 )
 

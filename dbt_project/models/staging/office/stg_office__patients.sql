@@ -16,12 +16,12 @@ latest as (
         last_name,
         try_cast(birth_date as date) as birth_date,
         gender,
-        cast(_timestamp as timestamptz) as kafka_timestamp,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp,
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset
 
     from source
-    qualify row_number() over (partition by id order by _timestamp desc, _partition desc, _offset desc) = 1
+    qualify row_number() over (partition by id order by _kafka_timestamp desc, _kafka_partition desc, _kafka_offset desc) = 1
 
 )
 

@@ -13,9 +13,9 @@ ticks as (
         cast(symbol as varchar) as symbol,
         cast(price as double) as price,
         cast(_generation as integer) as kafka_generation,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset,
-        cast(_timestamp as timestamptz) as kafka_timestamp
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset,
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp
 
     from source
     where not coalesce(_tombstone, false)

@@ -19,9 +19,9 @@ records as (
         case when json_valid(_value) then json_type(_value) end = 'OBJECT' as is_object,
         coalesce(_tombstone, false) as is_tombstone,
         _value,
-        cast(_timestamp as timestamptz) as kafka_timestamp,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp,
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset
 
     from source
 

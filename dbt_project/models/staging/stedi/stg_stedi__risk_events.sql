@@ -13,10 +13,10 @@ events as (
         customer as email,
         cast(score as double) as score,
         try_cast(riskDate as timestamptz) as risk_date,
-        cast(_timestamp as timestamptz) as kafka_timestamp,
+        cast(_kafka_timestamp as timestamptz) as kafka_timestamp,
         cast(_generation as integer) as kafka_generation,
-        cast(_partition as integer) as kafka_partition,
-        cast(_offset as bigint) as kafka_offset
+        cast(_kafka_partition as integer) as kafka_partition,
+        cast(_kafka_offset as bigint) as kafka_offset
 
     from source
 
