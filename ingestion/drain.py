@@ -100,6 +100,8 @@ class DrainReport:
     recovered: tuple[int, int] = (0, 0)  # (0, deleted): files a crash left uncommitted
     losses: list[lake.Loss] = field(default_factory=list)  # offsets the broker removed before they were stored
     generation: int = 0
+    table: str = ""  # the raw table, `raw.<table>`
+    snapshot_id: int | None = None  # its current snapshot once the drain was done
 
     @property
     def rows(self) -> int:
@@ -548,7 +550,17 @@ def drain(
                 report.lag = max(0, highs.get(report.partition, report.end) - report.end)
         finally:
             _close_without_waiting_for_the_broker(consumer)
-    return DrainReport(topic, list(reports.values()), time.monotonic() - started, (0, orphans), losses, generation)
+    snapshot = tables.raw.current_snapshot()
+    return DrainReport(
+        topic,
+        list(reports.values()),
+        time.monotonic() - started,
+        (0, orphans),
+        losses,
+        generation,
+        table=f"raw.{lake.table_name(topic)}",
+        snapshot_id=snapshot.snapshot_id if snapshot else None,
+    )
 
 
 def _close_without_waiting_for_the_broker(consumer: Consumer, wait_s: float = 2.0) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import lake_tables
 from tests.conftest import free_port_pair
 
 pytestmark = pytest.mark.integration
@@ -43,4 +44,4 @@ def test_the_demo_starts_everything_builds_every_mart_prints_them_and_stops_ever
         assert symbol in out
     assert f"http://127.0.0.1:{ui_port}" in out
     assert not (tmp_path / "kafka" / "broker.pid").exists()  # the demo stopped the broker it started
-    assert list((tmp_path / "raw" / "prices").rglob("*.parquet"))
+    assert lake_tables.read_table(tmp_path, "raw", "prices", ("_kafka_offset",)).num_rows

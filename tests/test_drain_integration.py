@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 from confluent_kafka import Producer
 
+from tests import lake_tables
 from tests.cli import run
 from tests.conftest import recreate_topics
 
@@ -26,10 +26,9 @@ def send_independently(bootstrap: str, topic: str, values: list[bytes | None]) -
 
 
 def lake_rows(home: Path, topic: str) -> tuple[int, int]:
-    glob = str(home / "raw" / topic / "**" / "*.parquet")
-    return duckdb.sql(
-        f"select count(*), count(distinct (_kafka_partition, _kafka_offset)) from read_parquet('{glob}', hive_partitioning = true)"
-    ).fetchone()
+    """Rows of `raw.<topic>` at its current snapshot, and distinct Kafka coordinates among them."""
+    rows = lake_tables.read_table(home, "raw", topic, ("_kafka_partition", "_kafka_offset"))
+    return rows.num_rows, len(set(zip(*(rows[c].to_pylist() for c in rows.column_names), strict=True)))
 
 
 def test_five_thousand_prices_drain_into_five_thousand_distinct_rows_and_a_second_drain_adds_nothing(
@@ -63,12 +62,10 @@ def test_poison_records_and_tombstones_neither_stop_the_drain_nor_vanish(kafka_e
     result = run("drain", "prices", timeout=300)
     assert result.returncode == 0, result.stderr
     assert "2 quarantined, 1 tombstones" in result.stdout
-    stored = duckdb.sql(
-        f"select _kafka_offset, _tombstone from read_parquet('{lake_home}/raw/prices/**/*.parquet') order by 1"
-    ).fetchall()
-    quarantined = duckdb.sql(
-        f"select _kafka_offset, reason from read_parquet('{lake_home}/quarantine/prices/*.parquet') order by 1"
-    ).fetchall()
+    raw = lake_tables.read_table(lake_home, "raw", "prices", ("_kafka_offset", "_tombstone"))
+    stored = sorted(zip(raw["_kafka_offset"].to_pylist(), raw["_tombstone"].to_pylist(), strict=True))
+    held = lake_tables.read_table(lake_home, "quarantine", "prices", ("_kafka_offset", "reason"))
+    quarantined = sorted(zip(held["_kafka_offset"].to_pylist(), held["reason"].to_pylist(), strict=True))
     assert stored == [(0, False), (2, True), (3, False)]
     assert [offset for offset, _ in quarantined] == [1, 4]
     assert quarantined[1][1] == "required field missing: ts, price"

@@ -16,6 +16,7 @@ from ingestion.produce import produce
 from ingestion.streams import prices
 from ingestion.verify import verify
 from orchestration.dagster_home import prepare_instance
+from tests import lake_tables
 from tests.conftest import recreate_topics
 
 pytestmark = pytest.mark.integration
@@ -114,7 +115,8 @@ def test_a_sensor_tick_plans_a_run_that_drains_gates_and_builds_marts_equal_to_i
     assert "| partition | offsets | rows | quarantined |" in raw["partitions"].value
     gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "raw_prices")
     assert gate.passed
-    assert list((settings().raw_dir / "prices").rglob("*.parquet"))
+    assert raw["table"].value == "raw.prices" and raw["snapshot_id"].value != "none"
+    assert lake_tables.read_table(settings().home, "raw", "prices", ("_kafka_offset",)).num_rows == 3000
     mart = next(
         e.materialization.metadata
         for e in result.get_asset_materialization_events()
@@ -179,9 +181,7 @@ def test_gate_failing_records_followed_by_good_ones_are_set_aside_and_the_good_o
     staged = warehouse("select count(*) as n from stg_prices__ticks")["n"][0]
     quarantined = sum(c.quarantined for c in checks)
     assert (produced, staged, sum(c.set_aside for c in checks), quarantined) == (603, 600, 2, 1)
-    in_raw = warehouse(
-        f"select count(*) as n from read_parquet('{settings().raw_dir}/prices/**/*.parquet', union_by_name = true)"
-    )["n"][0]
+    in_raw = lake_tables.read_table(settings().home, "raw", "prices", ("_kafka_offset",)).num_rows
     assert in_raw == 602  # the set-aside rows stay in the raw layer
 
     # The next run builds as usual.

@@ -64,6 +64,9 @@ def drain_metadata(report: DrainReport) -> dict[str, dg.MetadataValue | int | fl
         "partitions": dg.MetadataValue.md("\n".join(lines)),
         "generation": report.generation,
         "lost": sum(loss.offsets for loss in report.losses),
+        "table": report.table,
+        "snapshot_id": str(report.snapshot_id) if report.snapshot_id is not None else "none",
+        "commit_seconds": round(sum(p.commit_seconds for p in report.partitions), 3),
     }
     if report.losses:
         metadata["losses"] = dg.MetadataValue.md(
@@ -81,9 +84,16 @@ def raw_asset(contract: Contract) -> dg.AssetsDefinition:
     @dg.asset(
         key=raw_asset_key(contract),
         group_name=contract.stream,
-        kinds={"kafka", "parquet"},
-        description=f"Kafka topic `{contract.topic}` stored exactly once as Parquet. {contract.description}",
-        metadata={"topic": contract.topic, "lake_path": f"raw/{contract.topic}/date=*/"},
+        kinds={"kafka", "iceberg"},
+        description=(
+            f"Kafka topic `{contract.topic}` stored exactly once as the Iceberg table "
+            f"`raw.{contract.table_name}` (quarantine: `quarantine.{contract.table_name}`). {contract.description}"
+        ),
+        metadata={
+            "topic": contract.topic,
+            "table": f"raw.{contract.table_name}",
+            "quarantine_table": f"quarantine.{contract.table_name}",
+        },
     )
     def _raw(context: dg.AssetExecutionContext, config: DrainConfig) -> dg.MaterializeResult:
         ranges = [OffsetRange.parse(text) for text in config.ranges] or None
