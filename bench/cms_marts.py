@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 
@@ -36,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from expectations.gate import mark_path as gate_mark_path  # noqa: E402
+from expectations.gate import publish_read_snapshots  # noqa: E402
 from ingestion import lake  # noqa: E402
 from ingestion.config import export_for_subprocesses, settings  # noqa: E402
 from ingestion.parse import parse  # noqa: E402
@@ -47,8 +50,9 @@ PARTITIONS = 3
 SELECTION = "source:raw.cms_provider_services+"
 
 
-def write_chunk(home: str, part: int, partition: int, start: int, rows: int) -> int:
-    """Generate `rows` records (stream `part` of seed 0) and store them as the drain would."""
+def write_chunk(home: str, part: int, partition: int, start: int, rows: int) -> tuple[str, int]:
+    """Generate `rows` records (stream `part` of seed 0) and write them as the drain would, into
+    the raw table's folder; return the file and its rows (committed by the caller)."""
     records = list(islice(cms.synthetic(seed=0, part=part), rows))
     now = int(time.time() * 1000)
     year = [(cms.DATA_YEAR_HEADER, str(cms.SYNTHETIC_YEAR).encode())]
@@ -61,16 +65,13 @@ def write_chunk(home: str, part: int, partition: int, start: int, rows: int) -> 
         timestamps=[now] * rows,
         headers=dict.fromkeys(range(rows), year),
     )
-    table = parse(batch, cms.CONTRACT, record_max_bytes=1 << 20).table
-    day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))
-    path = (
-        lake.topic_dir(Path(home) / "raw", cms.CONTRACT.topic)
-        / f"date={day}"
-        / lake.data_file_name(partition, start, start + rows)
-    )
-    lake.write_pending(table, path)
-    lake.publish(path)
-    return table.num_rows
+    table = lake.with_generation(parse(batch, cms.CONTRACT, record_max_bytes=1 << 20).table, 0)
+    os.environ["LAKEHOUSE_HOME"] = home
+    tables = lake.TopicTables.open(settings(), cms.CONTRACT)
+    day = datetime.fromtimestamp(now / 1000, UTC).date()
+    path = tables.data_path("raw", day, lake.data_file_name(partition, start, start + rows))
+    tables.write(table, path)
+    return path, table.num_rows
 
 
 def write_raw(home: Path, rows: int, first_part: int, next_offset: list[int]) -> float:
@@ -82,14 +83,30 @@ def write_raw(home: Path, rows: int, first_part: int, next_offset: list[int]) ->
         chunks.append((str(home), first_part + i, partition, next_offset[partition], size))
         next_offset[partition] += size
     started = time.monotonic()
+    tables = lake.TopicTables.open(settings(), cms.CONTRACT)
+    base = tables.state()
+    if base.generation is None:
+        base = tables.commit_state(
+            base, replace(base, generations=(lake.Generation(cms.CONTRACT.topic, 0, None, 0.0),))
+        )
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        written = sum(pool.map(write_chunk, *zip(*chunks, strict=True)))
-    assert written == rows, f"wrote {written} of {rows} rows"
+        written = list(pool.map(write_chunk, *zip(*chunks, strict=True)))
+    assert sum(n for _, n in written) == rows, f"wrote {sum(n for _, n in written)} of {rows} rows"
+    new = replace(
+        base, offsets={**base.offsets, **{lake.partition_key(0, p): end for p, end in enumerate(next_offset)}}
+    )
+    state = tables.commit_state(base, new, [path for path, _ in written])
     # The gate is left out too (GX over 10M rows is its own cost): mark every row as passed, as
     # a passing gate would, so that staging reads them.
     mark = gate_mark_path(settings(), cms.CONTRACT.topic, cms.CONTRACT.suites[0])
     mark.parent.mkdir(parents=True, exist_ok=True)
-    mark.write_text(json.dumps({str(p): end for p, end in enumerate(next_offset)}))
+    snapshot = tables.raw.snapshot_by_id(state.snapshot_id)
+    mark.write_text(
+        json.dumps(
+            {"offsets": dict(new.offsets), "snapshot_id": state.snapshot_id, "sequence": snapshot.sequence_number}
+        )
+    )
+    publish_read_snapshots(settings(), [cms.CONTRACT])
     return time.monotonic() - started
 
 
@@ -120,9 +137,10 @@ def dbt(home: Path, *args: str) -> list[str]:
 
 
 BARE = """
-import duckdb, json, sys
+import duckdb, json, os, sys
 statements = json.load(open(sys.argv[1]))
-con = duckdb.connect(sys.argv[2])
+extensions = {"extension_directory": os.environ["LAKEHOUSE_DUCKDB_EXTENSIONS"], "autoinstall_known_extensions": False}
+con = duckdb.connect(sys.argv[2], config=extensions)
 for sql in statements:
     con.execute(sql).fetchall()
 """
@@ -154,7 +172,7 @@ def main() -> None:
     args = parser.parse_args()
 
     home = (args.home or Path(tempfile.mkdtemp(prefix="bench-cms-"))).resolve()
-    if (home / "raw").exists() or (home / "warehouse.duckdb").exists():
+    if (home / "warehouse").exists() or (home / "warehouse.duckdb").exists():
         sys.exit(f"{home} is not empty; give a fresh --home")
     os.environ["LAKEHOUSE_HOME"] = str(home)
     export_for_subprocesses(settings())
@@ -163,7 +181,7 @@ def main() -> None:
     next_offset = [0] * PARTITIONS
     print(f"writing {args.rows:,} raw rows to {home} ...", flush=True)
     seconds = write_raw(home, args.rows, first_part=1, next_offset=next_offset)
-    raw_mb = sum(f.stat().st_size for f in (home / "raw").rglob("*.parquet")) / 2**20
+    raw_mb = sum(f.stat().st_size for f in (home / "warehouse" / "raw").rglob("*.parquet")) / 2**20
     print(f"  {seconds:.0f} s, {raw_mb:,.0f} MiB of Parquet", flush=True)
 
     print("full build ...", flush=True)

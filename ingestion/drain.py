@@ -16,7 +16,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -26,7 +25,7 @@ from ingestion.config import Settings
 from ingestion.config import settings as current_settings
 from ingestion.contracts import Contract
 from ingestion.failpoints import failpoint
-from ingestion.parse import Parsed, parse, partition_days
+from ingestion.parse import Parsed, parse, partition_days, quarantine_days
 from ingestion.records import RawBatch
 
 log = logging.getLogger(__name__)
@@ -354,22 +353,9 @@ def _write_batch(
     quarantine = lake.with_generation(parsed.quarantine, generation)
     if quarantined_until > r.start:  # a crash between the two commits of an earlier try
         quarantine = quarantine.filter(pc.greater_equal(quarantine["_kafka_offset"], quarantined_until))
-    raw_files: list[str] = []
-    quarantine_files: list[str] = []
-    written = 0
-    if table.num_rows:
-        days = partition_days(table, contract)
-        for day in pc.unique(days).to_pylist():
-            part = table.filter(pc.is_null(days) if day is None else pc.equal(days, pa.scalar(day, pa.date32())))
-            path = tables.data_path("raw", day, name)
-            written += tables.write(part, path)
-            raw_files.append(path)
-            failpoint("while-writing")
-    if quarantine.num_rows:
-        path = tables.data_path("quarantine", None, name)
-        written += tables.write(quarantine, path)
-        quarantine_files.append(path)
-    return raw_files, quarantine_files, written
+    raw_files, written = tables.write_by_day("raw", table, name, partition_days(table, contract))
+    quarantine_files, quarantined = tables.write_by_day("quarantine", quarantine, name, quarantine_days(quarantine))
+    return raw_files, quarantine_files, written + quarantined
 
 
 @dataclass

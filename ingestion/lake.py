@@ -289,6 +289,18 @@ def read_pointer(settings: Settings, table: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+class OldLayout(RuntimeError):
+    """LAKEHOUSE_HOME holds a lake written before the Iceberg tables."""
+
+
+def refuse_old_layout(settings: Settings) -> None:
+    if settings.ledger_path.exists():
+        raise OldLayout(
+            f"{settings.home} holds a lake of the layout before the Iceberg tables ({settings.ledger_path}): "
+            "run `lakehouse migrate` to move it into them"
+        )
+
+
 def table_name(topic: str) -> str:
     """The topic as a SQL-friendly name: `cms.provider_services` -> `cms_provider_services`."""
     return topic.replace(".", "_").replace("-", "_")
@@ -307,10 +319,12 @@ class TopicTables:
         self.quarantine = quarantine
 
     @classmethod
-    def open(cls, settings: Settings, contract: Contract) -> TopicTables:
+    def open(cls, settings: Settings, contract: Contract, allow_old_layout: bool = False) -> TopicTables:
         """The contract's tables, created at first use (a drain's view)."""
         from ingestion.parse import QUARANTINE_SCHEMA, partition_column, raw_schema
 
+        if not allow_old_layout:
+            refuse_old_layout(settings)
         opened = catalog(settings)
         name = table_name(contract.topic)
         raw = _load_or_create(opened, f"raw.{name}", raw_schema(contract), partition_column(contract))
@@ -323,6 +337,7 @@ class TopicTables:
         """The topic's tables as they are, None before the first drain created them (a reader's view)."""
         from pyiceberg.exceptions import NoSuchTableError
 
+        refuse_old_layout(settings)
         opened = catalog(settings)
         name = table_name(topic)
         try:
@@ -358,6 +373,28 @@ class TopicTables:
         folder = "null" if day is None else day.isoformat()
         return f"{table.location()}/data/day={folder}/{name}"
 
+    def write_by_day(self, kind: str, table: pa.Table, name: str, days: pa.Array) -> tuple[list[str], int]:
+        """Write the rows as one file per day of the table's partitioning (`days`, one per row),
+        each named `name` in its day's folder; return the files and their total size."""
+        import pyarrow.compute as pc
+
+        files, written = [], 0
+        for day in pc.unique(days).to_pylist():
+            rows = table.filter(pc.is_null(days) if day is None else pc.equal(days, pa.scalar(day, pa.date32())))
+            path = self.data_path(kind, day, name)
+            written += self.write(rows, path)
+            files.append(path)
+            failpoint("while-writing")
+        return files, written
+
+    def commit_quarantine(
+        self, files: Sequence[str], until: Mapping[str, int], extra: Mapping[str, str] | None = None
+    ) -> None:
+        """Add quarantine files, recording how far the quarantine now holds each partition."""
+        assert self.quarantine is not None
+        summary = {OFFSETS: json.dumps(dict(until), sort_keys=True), **(extra or {})}
+        self.quarantine = _commit(self.quarantine, list(files), summary)
+
     def write(self, table: pa.Table, path: str) -> int:
         """Write a Parquet file where the table's files live (a folder or a bucket); return its size."""
         output = self.raw.io.new_output(path)
@@ -376,11 +413,8 @@ class TopicTables:
         new = base.advanced(batch.generation, batch.partition, batch.start, batch.end)
         described = json.dumps({k: v for k, v in asdict(batch).items() if k not in ("topic", "files")})
         if quarantine_files:
-            assert self.quarantine is not None
             until = self.quarantined_until() | {partition_key(batch.generation, batch.partition): batch.end}
-            self.quarantine = _commit(
-                self.quarantine, quarantine_files, {OFFSETS: json.dumps(until, sort_keys=True), BATCH: described}
-            )
+            self.commit_quarantine(quarantine_files, until, {BATCH: described})
         failpoint("between-commits")
         return self.commit_state(base, new, raw_files, {BATCH: described})
 

@@ -479,6 +479,12 @@ def partition_days(table: pa.Table, contract: Contract) -> pa.Array:
     return days.combine_chunks() if isinstance(days, pa.ChunkedArray) else days
 
 
+def quarantine_days(table: pa.Table) -> pa.Array:
+    """Each quarantined record's day in the quarantine table's partitioning: its Kafka timestamp's."""
+    days = pc.cast(table["_kafka_timestamp"], pa.date32())
+    return days.combine_chunks() if isinstance(days, pa.ChunkedArray) else days
+
+
 def raw_schema(contract: Contract) -> pa.Schema:
     """The columns of the contract's raw table, as the drain writes them."""
     declared = list(RAW_JSON_SCHEMA) if contract.raw_json else list(contract.schema)

@@ -329,6 +329,24 @@ def compact(topic: str, target_mb: int, before) -> None:
             click.echo(f"{contract.topic}: nothing to compact")
 
 
+@cli.command()
+def migrate() -> None:
+    """Move a lake written before the Iceberg tables (raw/_ledger.sqlite) into raw.<table> and quarantine.<table>."""
+    from ingestion.migrate import migrate as run_migrate
+    from ingestion.migrate import old_layout
+
+    s = settings()
+    if not old_layout(s):
+        click.echo(f"{s.home}: nothing to migrate (no ledger of the previous layout)")
+        return
+    report = run_migrate(s)
+    for topic, files in report.topics.items():
+        click.echo(f"{topic}: {files} files rewritten into raw.{topic.replace('.', '_').replace('-', '_')}")
+    for topic in report.already:
+        click.echo(f"{topic}: its tables already hold data; left alone")
+    click.echo(f"the old files stay in {s.raw_dir} and {s.quarantine_dir}: delete them once the marts look right")
+
+
 # --- quarantine ----------------------------------------------------------------------------------
 
 
