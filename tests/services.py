@@ -131,33 +131,13 @@ def postgres_server() -> Iterator[PostgresServer]:
             os.chown(path, user.pw_uid, user.pw_gid)
     started = False
     try:
-        _run(
-            [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", server.user, f"--pwfile={pwfile}"]
-            + ["--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--no-sync"],
-            "initdb",
-            folder,
-        )
+        initdb = [str(bindir / "initdb"), "-D", str(data), "-U", server.user, f"--pwfile={pwfile}"]
+        initdb += ["--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--no-sync"]
+        _run([*prefix, *initdb], "initdb", folder)
         # A throwaway server: durability costs time and buys nothing here.
         options = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {folder} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        _run(
-            [
-                *prefix,
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            "pg_ctl start",
-            folder,
-            log,
-        )
+        pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]
+        _run([*prefix, *pg_ctl], "pg_ctl start", folder, log)
         started = True
         yield server
     finally:
