@@ -80,7 +80,21 @@ def catalog(settings: Settings) -> SqlCatalog:
         os.makedirs(os.path.dirname(uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
     if warehouse.startswith("file://"):
         os.makedirs(warehouse.removeprefix("file://"), exist_ok=True)
-    opened = SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse, **file_io_properties(settings))
+    # Machines opening a fresh shared catalog at once race to create its tables and namespaces
+    # (pyiceberg checks, then creates); a loser finds them made by the winner on a second look.
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(3):
+        try:
+            opened = SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse, **file_io_properties(settings))
+            break
+        except (IntegrityError, ProgrammingError):
+            if attempt == 2:
+                raise
     for namespace in NAMESPACES:
-        opened.create_namespace_if_not_exists(namespace)
+        try:
+            opened.create_namespace_if_not_exists(namespace)
+        except IntegrityError:
+            if not opened.namespace_exists(namespace):
+                raise
     return opened

@@ -121,7 +121,7 @@ MACHINE = textwrap.dedent(
 )
 
 
-def start_machines(tmp_path: Path, names: tuple[str, ...]) -> dict[str, subprocess.Popen]:
+def start_machines(tmp_path: Path, names: tuple[str, ...], script: str = MACHINE) -> dict[str, subprocess.Popen]:
     import os
 
     machines = {}
@@ -129,7 +129,7 @@ def start_machines(tmp_path: Path, names: tuple[str, ...]) -> dict[str, subproce
         home = tmp_path / f"machine-{name}"
         home.mkdir()
         machines[name] = subprocess.Popen(
-            [sys.executable, "-c", MACHINE, name],
+            [sys.executable, "-c", script, name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -211,17 +211,7 @@ def test_two_commits_that_both_passed_their_checks_are_decided_by_the_catalog_ro
         cursor.execute("select 1 from iceberg_tables where table_name = 'prices' for update")
 
     def release_once_both_wait_on_the_row() -> None:
-        deadline = time.monotonic() + 60
-        with watcher.cursor() as cursor:
-            while True:
-                cursor.execute(
-                    "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query like 'UPDATE iceberg_tables%%'"
-                )
-                if cursor.fetchone()[0] == 2:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the two commits never both reached the catalog row")
-                time.sleep(0.05)
+        wait_for_backends(watcher, "%UPDATE iceberg_tables%", 2)
         holder.rollback()
 
     try:
@@ -233,3 +223,66 @@ def test_two_commits_that_both_passed_their_checks_are_decided_by_the_catalog_ro
     assert_exactly_one_won(settings_, outcomes, base)
     loser = next(o for o in outcomes.values() if o["outcome"] == "refused")
     assert "updated by another process" in loser["message"]
+
+
+# A machine's first start: everything imported, it waits for "go", then opens the catalog.
+FIRST_START = textwrap.dedent(
+    """
+    import json, sys
+    from ingestion.catalog import catalog
+    from ingestion.config import settings
+
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()
+    namespaces = sorted(ns for (ns,) in catalog(settings()).list_namespaces())
+    print(json.dumps({"namespaces": namespaces}), flush=True)
+    """
+)
+
+
+def test_machines_opening_a_fresh_postgresql_catalog_at_once_all_find_it_ready(lake, postgres_catalog_uri, tmp_path):
+    """Each creates the catalog's tables and namespaces if absent. Here the test is the machine
+    that wins: its creation stays uncommitted until the others, finding no tables, are blocked
+    creating the same; they must then use the winner's tables instead of failing."""
+    import psycopg2
+    import sqlalchemy
+    from pyiceberg.catalog.sql import SqlCatalogBaseTable
+
+    from ingestion.catalog import sqlalchemy_uri
+
+    lake(catalog_uri=postgres_catalog_uri)
+    machines = start_machines(tmp_path, ("a", "b"), script=FIRST_START)
+    assert all(read_line(m) == {"ready": True} for m in machines.values())
+    engine = sqlalchemy.create_engine(sqlalchemy_uri(postgres_catalog_uri))
+    watcher = psycopg2.connect(postgres_catalog_uri)
+    watcher.autocommit = True
+    with engine.connect() as winner:
+        creation = winner.begin()
+        SqlCatalogBaseTable.metadata.create_all(winner)
+
+        def commit_once_both_are_blocked_creating_the_tables() -> None:
+            wait_for_backends(watcher, "%CREATE TABLE%", 2)
+            creation.commit()
+
+        outcomes = go_and_collect(machines, release=commit_once_both_are_blocked_creating_the_tables)
+    watcher.close()
+    engine.dispose()
+
+    assert all(outcome["namespaces"] == sorted(NAMESPACES) for outcome in outcomes.values()), outcomes
+
+
+def wait_for_backends(watcher, query_like: str, count: int) -> None:
+    """Until `count` sessions wait on a lock while running a query like `query_like`."""
+    deadline = time.monotonic() + 60
+    with watcher.cursor() as cursor:
+        while True:
+            cursor.execute(
+                "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query like %s",
+                (query_like,),
+            )
+            if cursor.fetchone()[0] == count:
+                return
+            if time.monotonic() > deadline:
+                cursor.execute("select state, wait_event_type, wait_event, query from pg_stat_activity")
+                raise TimeoutError(f"{count} sessions never waited on a lock running {query_like}: {cursor.fetchall()}")
+            time.sleep(0.05)
