@@ -1,4 +1,5 @@
-"""Shared fixtures: one real Kafka broker for the session, and a fresh lake home per test."""
+"""Shared fixtures: one real Kafka broker for the session, a fresh lake home per test, and on demand
+a real PostgreSQL and an S3 server (tests/services.py)."""
 
 from __future__ import annotations
 

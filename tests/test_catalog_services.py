@@ -7,6 +7,7 @@ moto's S3 server from the dev dependencies. Each test gets a fresh database and 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -121,22 +122,33 @@ MACHINE = textwrap.dedent(
 )
 
 
-def start_machines(tmp_path: Path, names: tuple[str, ...], script: str = MACHINE) -> dict[str, subprocess.Popen]:
-    import os
+@pytest.fixture
+def start_machines(tmp_path: Path):
+    """Start "machines": child processes with a LAKEHOUSE_HOME each and the rest of this
+    environment (the shared catalog and warehouse); any still running after the test is killed."""
+    started: list[subprocess.Popen] = []
 
-    machines = {}
-    for name in names:
-        home = tmp_path / f"machine-{name}"
-        home.mkdir()
-        machines[name] = subprocess.Popen(
-            [sys.executable, "-c", script, name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "LAKEHOUSE_HOME": str(home)},
-        )
-    return machines
+    def start(names: tuple[str, ...], script: str = MACHINE) -> dict[str, subprocess.Popen]:
+        machines = {}
+        for name in names:
+            home = tmp_path / f"machine-{name}"
+            home.mkdir()
+            machines[name] = subprocess.Popen(
+                [sys.executable, "-c", script, name],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "LAKEHOUSE_HOME": str(home)},
+            )
+            started.append(machines[name])
+        return machines
+
+    yield start
+    for machine in started:
+        if machine.poll() is None:
+            machine.kill()
+        machine.communicate()
 
 
 def read_line(machine: subprocess.Popen) -> dict:
@@ -178,11 +190,11 @@ def assert_exactly_one_won(settings_: Settings, outcomes: dict[str, dict], base_
 
 
 def test_two_machines_appending_against_the_same_snapshot_one_commits_and_the_other_is_refused(
-    lake, postgres_catalog_uri, s3_warehouse, tmp_path
+    lake, postgres_catalog_uri, s3_warehouse, start_machines
 ):
     settings_ = lake(catalog_uri=postgres_catalog_uri, warehouse=s3_warehouse)
     base = a_table_with_one_snapshot(settings_).current_snapshot().snapshot_id
-    machines = start_machines(tmp_path, ("a", "b"))
+    machines = start_machines(("a", "b"))
     # Both have loaded the same snapshot before either commits.
     assert [read_line(m)["loaded"] for m in machines.values()] == [base, base]
 
@@ -192,7 +204,7 @@ def test_two_machines_appending_against_the_same_snapshot_one_commits_and_the_ot
 
 
 def test_two_commits_that_both_passed_their_checks_are_decided_by_the_catalog_row(
-    lake, postgres_catalog_uri, s3_warehouse, tmp_path
+    lake, postgres_catalog_uri, s3_warehouse, start_machines
 ):
     """The race the snapshot check cannot see: both machines re-read the catalog, find it
     unchanged and write their metadata before either swaps the row. PostgreSQL decides: both
@@ -201,7 +213,7 @@ def test_two_commits_that_both_passed_their_checks_are_decided_by_the_catalog_ro
 
     settings_ = lake(catalog_uri=postgres_catalog_uri, warehouse=s3_warehouse)
     base = a_table_with_one_snapshot(settings_).current_snapshot().snapshot_id
-    machines = start_machines(tmp_path, ("a", "b"))
+    machines = start_machines(("a", "b"))
     assert [read_line(m)["loaded"] for m in machines.values()] == [base, base]
 
     holder = psycopg2.connect(postgres_catalog_uri)
@@ -240,7 +252,9 @@ FIRST_START = textwrap.dedent(
 )
 
 
-def test_machines_opening_a_fresh_postgresql_catalog_at_once_all_find_it_ready(lake, postgres_catalog_uri, tmp_path):
+def test_machines_opening_a_fresh_postgresql_catalog_at_once_all_find_it_ready(
+    lake, postgres_catalog_uri, start_machines
+):
     """Each creates the catalog's tables and namespaces if absent. Here the test is the machine
     that wins: its creation stays uncommitted until the others, finding no tables, are blocked
     creating the same; they must then use the winner's tables instead of failing."""
@@ -251,7 +265,7 @@ def test_machines_opening_a_fresh_postgresql_catalog_at_once_all_find_it_ready(l
     from ingestion.catalog import sqlalchemy_uri
 
     lake(catalog_uri=postgres_catalog_uri)
-    machines = start_machines(tmp_path, ("a", "b"), script=FIRST_START)
+    machines = start_machines(("a", "b"), script=FIRST_START)
     assert all(read_line(m) == {"ready": True} for m in machines.values())
     engine = sqlalchemy.create_engine(sqlalchemy_uri(postgres_catalog_uri))
     watcher = psycopg2.connect(postgres_catalog_uri)
