@@ -62,16 +62,39 @@ def file_io_properties(settings: Settings) -> dict[str, str]:
     return properties
 
 
+def sqlalchemy_uri(uri: str) -> str:
+    """The catalog URI with its driver named: SQLAlchemy 2.1 reads a bare `postgresql://` as
+    psycopg 3, while pyiceberg's `sql-postgres` extra brings psycopg2."""
+    for bare in ("postgresql://", "postgres://"):
+        if uri.startswith(bare):
+            return "postgresql+psycopg2://" + uri.removeprefix(bare)
+    return uri
+
+
 def catalog(settings: Settings) -> SqlCatalog:
     """The lake's catalog, its namespaces created on first use."""
     from pyiceberg.catalog.sql import SqlCatalog
 
-    uri, warehouse = settings.catalog_uri, warehouse_uri(settings)
+    uri, warehouse = sqlalchemy_uri(settings.catalog_uri), warehouse_uri(settings)
     if uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
     if warehouse.startswith("file://"):
         os.makedirs(warehouse.removeprefix("file://"), exist_ok=True)
-    opened = SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse, **file_io_properties(settings))
+    # Machines opening a fresh shared catalog at once race to create its tables and namespaces
+    # (pyiceberg checks, then creates); a loser finds them made by the winner on a second look.
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(3):
+        try:
+            opened = SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse, **file_io_properties(settings))
+            break
+        except (IntegrityError, ProgrammingError):
+            if attempt == 2:
+                raise
     for namespace in NAMESPACES:
-        opened.create_namespace_if_not_exists(namespace)
+        try:
+            opened.create_namespace_if_not_exists(namespace)
+        except IntegrityError:
+            if not opened.namespace_exists(namespace):
+                raise
     return opened

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real Kafka broker for the session, and a fresh lake home per test."""
+"""Shared fixtures: one real Kafka broker for the session, a fresh lake home per test, and on demand
+a real PostgreSQL and an S3 server (tests/services.py)."""
 
 from __future__ import annotations
 
@@ -131,3 +132,41 @@ def recreate_topics(bootstrap: str, *topics: str, partitions: int = 3) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session, started on first use (see tests/services.py)."""
+    from tests import services
+
+    try:
+        with services.postgres_server() as server:
+            yield server
+    except services.ServiceUnavailable as reason:  # raised before the server starts, never after
+        pytest.skip(str(reason))
+
+
+@pytest.fixture
+def postgres_catalog_uri(postgres_server) -> str:
+    """`postgresql://…` of a fresh, empty database on the session's PostgreSQL, for one test."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """moto's S3-compatible server for the session, started on first use (see tests/services.py)."""
+    from tests import services
+
+    with services.s3_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_warehouse(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`s3://<a fresh bucket>/lake`, with the endpoint and credentials set in the environment
+    (`LAKEHOUSE_S3_ENDPOINT`, `AWS_*`), which child processes inherit."""
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{s3_server.create_bucket()}/lake"
