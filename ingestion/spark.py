@@ -103,7 +103,7 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
 def session_conf(settings: Settings) -> dict[str, str]:
     """Everything a local Spark session over the lake is started with: the jars, the catalog, a small local JVM."""
     return {
-        "spark.master": os.environ.get("LAKEHOUSE_SPARK_MASTER", "local[2]"),
+        "spark.master": "local[2]",
         "spark.app.name": "lakehouse",
         "spark.jars": ",".join(jars()),
         "spark.ui.enabled": "false",
