@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # dbt process imports Dagster, dbt and Great Expectations, which takes twice as long compiled afresh.
 RUN := env -u PYTHONDONTWRITEBYTECODE $(UV) run --frozen
 
-.PHONY: setup demo test lint format ui clean
+.PHONY: setup demo test test-interop lint format ui clean
 
 setup: .venv/.synced kafka-jars
 
@@ -26,6 +26,12 @@ test: setup
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(RUN) pytest $(PYTEST_ARGS)
+
+# Other engines read the lake: Spark (pyspark, 456 MB, only in the uv group interop) over its catalog.
+# `uv run` adds the group without removing anything, and `make test` ignores tests/interop.
+test-interop: setup
+	$(RUN) --group interop python -m ingestion.spark >/dev/null
+	$(RUN) --group interop pytest tests/interop $(PYTEST_ARGS)
 
 lint:
 	$(UV) run --frozen ruff check .

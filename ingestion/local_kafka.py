@@ -9,10 +9,8 @@ pid file under `<LAKEHOUSE_HOME>/kafka/`.
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,12 +19,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingestion import maven
 from ingestion.config import REPO_ROOT, settings
 
 log = logging.getLogger(__name__)
 
 POM = REPO_ROOT / "kafka" / "pom.xml"
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lakehouse"
 HEAP = os.environ.get("LAKEHOUSE_KAFKA_HEAP", "1g")
 
 
@@ -48,32 +46,18 @@ class BrokerStatus:
 
 
 def _require(tool: str, package_hint: str) -> str:
-    found = shutil.which(tool)
-    if not found:
-        raise LocalKafkaError(f"`{tool}` is not installed: install {package_hint} to run the local Kafka broker")
-    return found
+    try:
+        return maven.require(tool, package_hint, "run the local Kafka broker")
+    except maven.MavenError as exc:
+        raise LocalKafkaError(str(exc)) from None
 
 
 def classpath() -> str:
     """The broker's Java classpath, resolved through Maven once and cached by the pom's content."""
-    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
-    cached = CACHE_DIR / f"kafka-classpath-{digest}.txt"
-    if cached.exists():
-        jars = cached.read_text().strip()
-        if jars and all(Path(jar).exists() for jar in jars.split(os.pathsep)):
-            return jars
-    mvn = _require("mvn", "Maven (Debian: `apt-get install maven`)")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    log.info("resolving the Apache Kafka broker jars through Maven (once)")
-    result = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(POM), "dependency:build-classpath", f"-Dmdep.outputFile={cached}"],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0 or not cached.exists():
-        tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
-        raise LocalKafkaError("Maven could not resolve the Kafka broker jars:\n" + "\n".join(tail))
-    return cached.read_text().strip()
+    try:
+        return maven.classpath(POM, "kafka", "the Kafka broker jars", "run the local Kafka broker")
+    except maven.MavenError as exc:
+        raise LocalKafkaError(str(exc)) from None
 
 
 def _paths() -> tuple[Path, Path, Path]:
