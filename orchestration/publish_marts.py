@@ -162,9 +162,12 @@ def publish_mart(lake: Catalog, name: str, batches: Callable[[], pa.RecordBatchR
 
 
 def _overwrite(lake: Catalog, name: str, reader: pa.RecordBatchReader, props: dict[str, str]) -> int:
+    from pyiceberg.exceptions import TableAlreadyExistsError
+
     identifier = (NAMESPACE, name)
     if not lake.table_exists(identifier):
-        lake.create_table(identifier, schema=reader.schema, properties=TABLE_PROPERTIES)
+        with contextlib.suppress(TableAlreadyExistsError):  # another publication created it first
+            lake.create_table(identifier, schema=reader.schema, properties=TABLE_PROPERTIES)
     table = lake.load_table(identifier)
     try:
         _commit(table, reader, props)
@@ -173,9 +176,8 @@ def _overwrite(lake: Catalog, name: str, reader: pa.RecordBatchReader, props: di
         lake.purge_table(identifier)  # the files of the old schema would otherwise stay for good
         table = lake.create_table(identifier, schema=reader.schema, properties=TABLE_PROPERTIES)
         _commit(table, reader, props)
-    table = lake.load_table(identifier)
-    snapshot = table.current_snapshot()
-    assert snapshot is not None  # the commit above made one
+    snapshot = table.current_snapshot()  # the commit updated `table`: this is its snapshot
+    assert snapshot is not None
     _expire_old_snapshots(table)
     return snapshot.snapshot_id
 
