@@ -12,6 +12,7 @@ from ingestion.config import settings
 from ingestion.contracts import Contract
 from ingestion.lake import has_raw_files
 from ingestion.streams import EXPORTS
+from orchestration.publish_marts import build_id_of, mart_names_of, publish_marts
 from orchestration.snapshots import publish_snapshot
 
 
@@ -73,7 +74,8 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
             (count,) = con.execute(f"select count(*) from {node['relation_name']}").fetchone()
             result.row_counts[node["name"]] = count
     if result.dbt_succeeded:
-        publish_snapshot(settings(), [node["name"] for node in models])
+        copy = publish_snapshot(settings(), [node["name"] for node in models])
+        publish_marts(settings(), mart_names_of(run_results, manifest), build_id_of(run_results), copy)
     export = EXPORTS.get(stream)
     if export is not None and result.dbt_succeeded:
         result.published = export(settings().warehouse_path)

@@ -18,6 +18,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from ingestion import refresh
 from ingestion.config import REPO_ROOT, export_for_subprocesses, settings
 from orchestration.manifest import model_meta
+from orchestration.publish_marts import build_id_of, mart_names_of, publish_marts
 from orchestration.snapshots import publish_snapshot
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -102,10 +103,18 @@ def dbt_models() -> dg.AssetsDefinition:
         publish_read_snapshots(settings(), CONTRACTS.values())
         replayed, covered = replayed_topics(selected)
         # The events wait for dbt to finish: only then can the marts be read for their metadata.
-        events = list(dbt.cli(["build", *(["--full-refresh"] if replayed else [])], context=context).stream())
+        invocation = dbt.cli(["build", *(["--full-refresh"] if replayed else [])], context=context)
+        events = list(invocation.stream())
         refresh.done(settings(), covered)
         # Still in the warehouse pool: no build is writing.
-        publish_snapshot(settings(), [key.path[-1] for key in context.selected_asset_keys])
+        copy = publish_snapshot(settings(), [key.path[-1] for key in context.selected_asset_keys])
+        run_results = invocation.get_artifact("run_results.json")
+        publish_marts(
+            settings(),
+            mart_names_of(run_results, invocation.get_artifact("manifest.json")),
+            build_id_of(run_results),
+            copy,
+        )
         yield from with_mart_previews(context, events)
 
     return _models
