@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from expectations.gate import mark_path as gate_mark_path  # noqa: E402
 from expectations.gate import publish_read_snapshots  # noqa: E402
-from ingestion import lake  # noqa: E402
+from ingestion import duck, lake  # noqa: E402
 from ingestion.config import export_for_subprocesses, settings  # noqa: E402
 from ingestion.parse import parse  # noqa: E402
 from ingestion.records import RawBatch  # noqa: E402
@@ -140,7 +140,7 @@ BARE = """
 import duckdb, json, os, sys
 statements = json.load(open(sys.argv[1]))
 extensions = {"extension_directory": os.environ["LAKEHOUSE_DUCKDB_EXTENSIONS"], "autoinstall_known_extensions": False}
-con = duckdb.connect(sys.argv[2], config=extensions)
+con = duck.connect(sys.argv[2], config=extensions)
 for sql in statements:
     con.execute(sql).fetchall()
 """
@@ -196,9 +196,7 @@ def main() -> None:
     bare_db = home / "bare" / "warehouse.duckdb"
     bare_s, bare_mb, _ = timed([sys.executable, "-c", BARE, str(plan), str(bare_db)], env)
 
-    import duckdb
-
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+    with duck.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         counts = {
             name: con.execute(f"select count(*) from {name}").fetchone()[0]
             for name in ("stg_cms__provider_services", "int_cms__provider_services_deduped", "cms_cost_by_region")

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from ingestion import local_kafka
+from ingestion import duck, local_kafka
 from ingestion.config import settings
 from ingestion.produce import produce, produce_to
 from ingestion.streams import carepay, cms, office, prices, stedi
@@ -52,7 +52,7 @@ def _query_when_free(path: Path, sql: str, timeout_s: float = 60.0) -> pd.DataFr
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with duckdb.connect(str(path), read_only=True) as con:
+            with duck.connect(str(path), read_only=True) as con:
                 return con.execute(sql).df()
         except duckdb.IOException:
             if time.monotonic() > deadline:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from ingestion import duck
 from ingestion.config import Settings, duckdb_extensions_dir
 from ingestion.contracts import Contract
 from ingestion.lake import TopicTables, scan_sql
@@ -45,7 +46,6 @@ def built_at(settings: Settings) -> dict[str, float]:
 def publish_snapshot(settings: Settings, models: Iterable[str] = ()) -> Path | None:
     """Copy the warehouse as the latest snapshot, noting when `models` were built; call it only
     where no build is writing."""
-    import duckdb
 
     if not settings.warehouse_path.exists():
         return None
@@ -55,7 +55,7 @@ def publish_snapshot(settings: Settings, models: Iterable[str] = ()) -> Path | N
     scratch = root / "built.json.tmp"
     scratch.write_text(json.dumps(times, indent=1, sort_keys=True))
     os.replace(scratch, root / "built.json")
-    with duckdb.connect(str(settings.warehouse_path)) as con:
+    with duck.connect(str(settings.warehouse_path)) as con:
         con.execute("checkpoint")  # everything in the file, nothing left in a write-ahead log
     name = f"{time.time_ns()}"
     folder = root / name

@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from expectations.gate import last_outcome
-from ingestion import lake
+from ingestion import duck, lake
 from ingestion.config import Settings
 from ingestion.streams import CONTRACTS
 from ingestion.verify import verify
@@ -87,7 +87,6 @@ def gate_state(outcome: dict) -> str:
 
 
 def mart_status(settings: Settings, topics: list[TopicStatus]) -> list[MartStatus]:
-    import duckdb
 
     from orchestration.manifest import mart_names, model_streams
 
@@ -96,7 +95,7 @@ def mart_status(settings: Settings, topics: list[TopicStatus]) -> list[MartStatu
     snapshot = latest_snapshot(settings)
     counts: dict[str, int] = {}
     if snapshot is not None:
-        with duckdb.connect(str(snapshot), read_only=True) as con:
+        with duck.connect(str(snapshot), read_only=True) as con:
             present = {name for (name,) in con.execute("select table_name from duckdb_tables()").fetchall()}
             for name in mart_names():
                 if name in present:
@@ -122,13 +121,12 @@ REJECTED_SUFFIX = "_rejected_rows"
 def rejected_counts(settings: Settings) -> dict[str, dict[str, int]]:
     """What staging left out, from the latest good build: {stream: {reason: rows}}, read from each
     `<stream>_rejected_rows` mart it holds (a stream not built yet is absent)."""
-    import duckdb
 
     snapshot = latest_snapshot(settings)
     if snapshot is None:
         return {}
     counts: dict[str, dict[str, int]] = {}
-    with duckdb.connect(str(snapshot), read_only=True) as con:
+    with duck.connect(str(snapshot), read_only=True) as con:
         present = {name for (name,) in con.execute("select table_name from duckdb_tables()").fetchall()}
         for name in sorted(n for n in present if n.endswith(REJECTED_SUFFIX)):
             rows = con.execute(

@@ -10,9 +10,9 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from ingestion import duck
 from ingestion.streams import carepay
 from tests.cli import lakehouse
 from tests.conftest import recreate_topics
@@ -135,7 +135,7 @@ ITEMS = [
 
 
 def query(home: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+    with duck.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         return con.execute(sql).fetchall()
 
 

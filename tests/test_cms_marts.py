@@ -9,10 +9,10 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
+from ingestion import duck
 from tests import lake_tables
 from tests.cli import lakehouse
 from tests.cms_files import api_csv, cms_txt, new_csv, portal_csv
@@ -163,7 +163,7 @@ def expected_treatment(rows: list[dict]) -> dict[tuple, tuple]:
 
 
 def mart(home: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+    with duck.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         return con.execute(sql).fetchall()
 
 

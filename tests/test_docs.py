@@ -12,9 +12,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from ingestion import duck
 from tests.browser import chromium, dump_dom, screenshot
 from tests.cli import LAKEHOUSE, lakehouse
 from tests.conftest import free_port_pair, recreate_topics
@@ -49,7 +49,7 @@ def docs_site(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
         lakehouse("drain", "prices")
         lakehouse("build", "prices")
         port = free_port_pair()
-        writer = duckdb.connect(str(home / "warehouse.duckdb"))  # docs read a copy: no lock to take
+        writer = duck.connect(str(home / "warehouse.duckdb"))  # docs read a copy: no lock to take
         server = subprocess.Popen(
             [LAKEHOUSE, "docs", "--port", str(port)], env=dict(os.environ), stdout=subprocess.PIPE
         )

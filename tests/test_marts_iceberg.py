@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 
@@ -38,7 +37,7 @@ def build_prices() -> tuple[str, str]:
 
 
 def duckdb_rows(name: str) -> list[tuple]:
-    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+    with duck.connect(str(settings().warehouse_path), read_only=True) as con:
         return sorted(con.execute(f'select * from "{name}"').fetchall())
 
 
@@ -117,7 +116,7 @@ def warehouse(tmp_path, monkeypatch):
 
 
 def write_mart(s, sql: str) -> None:
-    with duckdb.connect(str(s.warehouse_path)) as con:
+    with duck.connect(str(s.warehouse_path)) as con:
         con.execute(sql)
 
 

@@ -10,10 +10,10 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
 from confluent_kafka import Producer
 
+from ingestion import duck
 from ingestion.streams import office
 from tests import lake_tables
 from tests.cli import lakehouse
@@ -72,18 +72,18 @@ def expected_revenue(claims: list[tuple[dict, datetime]], diagnoses: list[tuple[
 
 
 def built(home: Path) -> dict:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+    with duck.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         rows = con.execute("select window_start, category, revenue, claims from office_revenue_10min").fetchall()
     return {(start, category): (float(revenue), count) for start, category, revenue, count in rows}
 
 
 def rejected(home: Path) -> set[tuple[str, str, str]]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+    with duck.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         return set(con.execute("select source_table, row_id, rejection_reason from office_rejected_rows").fetchall())
 
 
 def assert_raw_is_staging_plus_rejected(home: Path) -> None:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+    with duck.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         for contract, staging in zip(office.CONTRACTS, ("claims", "diagnoses", "patients"), strict=True):
             assert contract.table_name == f"office_{staging}"
             raw = lake_tables.read_table(home, "raw", contract.topic, ("_kafka_offset",)).num_rows

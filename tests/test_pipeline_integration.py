@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
 
-from ingestion import set_aside
+from ingestion import duck, set_aside
 from ingestion.config import settings
 from ingestion.drain import drain
 from ingestion.produce import produce
@@ -64,7 +63,7 @@ def tick_json(symbol: str, price: float) -> tuple[bytes, bytes]:
 
 
 def warehouse(sql: str) -> pd.DataFrame:
-    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+    with duck.connect(str(settings().warehouse_path), read_only=True) as con:
         return con.execute(sql).df()
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Producer
 
-from ingestion import lake, quarantine, refresh
+from ingestion import duck, lake, quarantine, refresh
 from ingestion.config import settings
 from ingestion.failpoints import REPLAY_POINTS
 from ingestion.streams import cms, prices
@@ -194,7 +194,7 @@ def test_a_replay_after_the_contract_is_fixed_stores_the_records_that_now_pass_o
     assert "replayed 0" in lakehouse("quarantine", "replay", TOPIC)  # twice is once
 
     lakehouse("build", TOPIC)
-    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+    with duck.connect(str(settings().warehouse_path), read_only=True) as con:
         ticks, quarter_prices = con.execute(
             "select sum(tick_count), (select count(*) from stg_prices__ticks where price % 1 = 0.25) "
             "from prices_symbol_stats"
@@ -264,7 +264,7 @@ def test_the_dagster_dbt_asset_fully_refreshes_a_replayed_topic_s_incremental_mo
 
 def deduplicated() -> set[tuple[int, int]]:
     """The Kafka coordinates of the rows in int_cms__provider_services_deduped."""
-    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+    with duck.connect(str(settings().warehouse_path), read_only=True) as con:
         rows = con.execute("select kafka_partition, kafka_offset from int_cms__provider_services_deduped").fetchall()
     return set(rows)
 
@@ -291,5 +291,5 @@ def test_rows_a_gate_set_aside_are_replayed_through_the_fixed_suites_and_reach_s
 
     built = lakehouse("build", TOPIC)
     assert "stg_prices__ticks: 21 rows" in built
-    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+    with duck.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from stg_prices__ticks where price = -5").fetchone() == (1,)

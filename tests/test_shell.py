@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
+from ingestion import duck
 from ingestion.config import settings
 from orchestration.snapshots import latest_snapshot
 from tests.cli import lakehouse, run
@@ -26,7 +26,7 @@ def test_an_open_shell_and_the_builds_never_get_in_each_others_way(kafka_env, la
     add_prices(200)
 
     # An analyst's session stays open on the latest build (read-only, as the shell opens it).
-    session = duckdb.connect(str(latest_snapshot(settings())), read_only=True)
+    session = duck.connect(str(latest_snapshot(settings())), read_only=True)
     count = "select sum(tick_count) from prices_symbol_stats"
     assert session.execute(count).fetchone()[0] == 200
 

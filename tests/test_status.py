@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import pytest
 from confluent_kafka import Producer
 
+from ingestion import duck
 from tests import lake_tables
 from tests.cli import lakehouse, run
 from tests.conftest import recreate_topics
@@ -89,7 +89,7 @@ def test_status_counts_what_staging_left_out_per_stream_and_reason(kafka_env, la
     lakehouse("drain", "prices")
     lakehouse("build", "prices")
     assert json.loads(lakehouse("status", "--json"))["rejected"] == {"prices": {"tombstone": 2}}
-    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+    with duck.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
         kept = con.execute("select count(*) from stg_prices__ticks").fetchone()[0]
         rejected = con.execute("select row_id, rejection_reason, kafka_offset from prices_rejected_rows").fetchall()
     raw = lake_tables.read_table(lake_home, "raw", "prices", ("_kafka_offset",)).num_rows

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ingestion import duck
 from ingestion.contracts import Contract
 
 REDIS = Contract(
@@ -123,11 +124,10 @@ def _noise(person: dict, rng: random.Random) -> dict:
 
 def publish_scores(warehouse: Path) -> int:
     """Publish the new or changed rows of `stedi_customer_risk` to `stedi-score-agg`; return how many."""
-    import duckdb
 
     from ingestion.publish import publish_changes
 
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with duck.connect(str(warehouse), read_only=True) as con:
         rows = con.execute(
             'select customer, score, email, birth_year as "birthYear" from stedi_customer_risk order by customer'
         ).fetchall()

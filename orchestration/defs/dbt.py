@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from ingestion import refresh
+from ingestion import duck, refresh
 from ingestion.config import REPO_ROOT, export_for_subprocesses, settings
 from orchestration.manifest import model_meta
 from orchestration.publish_marts import build_id_of, mart_names_of, publish_marts
@@ -157,13 +157,12 @@ def incremental_models_of(table: str) -> set[str]:
 
 def with_mart_previews(context: dg.AssetExecutionContext, events: list) -> Iterator:
     """Each mart's materialization with its row count and its first rows."""
-    import duckdb
 
     from expectations.validation import markdown_table
     from orchestration.charts import as_markdown, bar_chart
 
     charts = {name: meta["chart"] for name, meta in model_meta().items() if "chart" in meta}
-    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+    with duck.connect(str(settings().warehouse_path), read_only=True) as con:
         for event in events:
             if isinstance(event, dg.Output):
                 key = context.asset_key_for_output(event.output_name)

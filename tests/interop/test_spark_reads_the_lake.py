@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
 from pyiceberg.exceptions import NoSuchTableError
 
+from ingestion import duck
 from ingestion.catalog import TABLE_PROPERTIES, catalog
 from ingestion.config import settings
 from ingestion.drain import drain
@@ -79,7 +79,7 @@ def test_spark_reads_the_published_prices_mart_with_the_figures_duckdb_built(spa
         pytest.skip("`lakehouse build` does not publish marts.prices_symbol_stats as an Iceberg table yet")
 
     columns = ", ".join(STATS)
-    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+    with duck.connect(str(settings().warehouse_path), read_only=True) as con:
         built = con.execute(f"select {columns} from prices_symbol_stats order by symbol").df()
     read = spark.sql(f"select {columns} from lakehouse.marts.prices_symbol_stats order by symbol").toPandas()
 
