@@ -511,16 +511,16 @@ def drain(
         losses: list[lake.Loss] = []
         try:
             for _ in range(_MAX_ATTEMPTS):
-                tables.refresh()
-                state, generation = _generation(tables, kafka.watermarks(topic, consumer), new_generation)
-                new_generation = False  # started (or found unneeded) once; a re-plan must not start another
-                marks = kafka.watermarks(topic, consumer)
-                state, lost = _record_losses(tables, state, generation, marks)
-                losses += lost
-                progress = state.progress()
-                todo = plan(progress, marks) if ranges is None else _clip(ranges, progress, marks)
-                committer = _Committer(tables, state, tables.quarantined_until())
                 try:
+                    tables.refresh()
+                    state, generation = _generation(tables, kafka.watermarks(topic, consumer), new_generation)
+                    new_generation = False  # started (or found unneeded) once; a re-plan must not start another
+                    marks = kafka.watermarks(topic, consumer)
+                    state, lost = _record_losses(tables, state, generation, marks)
+                    losses += lost
+                    progress = state.progress()
+                    todo = plan(progress, marks) if ranges is None else _clip(ranges, progress, marks)
+                    committer = _Committer(tables, state, tables.quarantined_until())
                     _drain_ranges(consumer, committer, contract, todo, s, stall_timeout_s, generation, reports)
                     break
                 except _OffsetsRemoved as exc:
@@ -528,7 +528,10 @@ def drain(
                 except lake.Fenced as exc:
                     log.warning("%s: %s; planning again from the newest snapshot", topic, exc)
             else:
-                raise DrainStalled(f"{topic}: the broker kept removing offsets faster than the drain could read them")
+                raise DrainStalled(
+                    f"{topic}: the topic kept changing under the drain (offsets removed by the broker, or other "
+                    "drains committing first); the next drain goes on from what is stored"
+                )
             highs = {p: high for p, (_, high) in marks.items()}
             elapsed = time.monotonic() - started
             for report in reports.values():
