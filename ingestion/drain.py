@@ -366,6 +366,9 @@ class _Committer:
     tables: lake.TopicTables
     state: lake.State
     quarantined_until: dict[str, int]
+    # Once a batch's commit failed, the batches behind it must not commit: they would start past
+    # a hole (and say so, hiding why the first one failed).
+    failed: bool = False
 
 
 def _drain_ranges(
@@ -417,6 +420,24 @@ def _parse_batch(contract: Contract, raw: RawBatch, s: Settings) -> tuple[Parsed
 
 
 def _store_batch(
+    consumer: Consumer,
+    committer: _Committer,
+    contract: Contract,
+    parsing: Future[tuple[Parsed, float]],
+    piece: OffsetRange,
+    report: PartitionReport,
+    generation: int,
+) -> None:
+    if committer.failed:
+        return
+    try:
+        _write_and_commit(consumer, committer, contract, parsing, piece, report, generation)
+    except BaseException:
+        committer.failed = True
+        raise
+
+
+def _write_and_commit(
     consumer: Consumer,
     committer: _Committer,
     contract: Contract,
