@@ -305,6 +305,7 @@ class TopicTables:
         self.topic = topic
         self.raw = raw
         self.quarantine = quarantine
+        self._written: dict[str, pa.Schema] = {}  # the schema of each file this holder wrote, until committed
 
     @classmethod
     def open(cls, settings: Settings, contract: Contract) -> TopicTables:
@@ -368,6 +369,7 @@ class TopicTables:
             pq.write_table(
                 table, stream, compression="zstd", row_group_size=256 * 1024, dictionary_pagesize_limit=64 << 10
             )
+        self._written[path] = table.schema
         return len(output.to_input_file())
 
     def commit_batch(self, base: State, batch: Batch, raw_files: list[str], quarantine_files: list[str]) -> State:
@@ -396,8 +398,24 @@ class TopicTables:
         place of the files it lists) if the raw table is still at `base`."""
         if _snapshot_id(self.raw) != base.snapshot_id:
             raise Fenced(f"{self.raw.name()}: another writer committed since this one planned")
-        self.raw = _commit(self.raw, list(files), {**new.summary(), **(extra or {})}, replacing)
+        summary = {**new.summary(), **(extra or {})}
+        self.raw = _commit(self.raw, list(files), summary, replacing, adding_columns=self._new_columns(files))
         return replace(new, snapshot_id=_snapshot_id(self.raw))
+
+    def _new_columns(self, files: Sequence[str]) -> list[pa.Field]:
+        """The files' columns the raw table lacks: fields the contract does not declare, which the
+        lake keeps (the schema-drift rule) and Iceberg refuses to add files with unless its schema has them."""
+        known = set(self.raw.schema().column_names)
+        new: dict[str, pa.Field] = {}
+        for path in files:
+            schema = self._written.pop(path, None)
+            if schema is None:  # written by another process (a replay a crash interrupted)
+                with self.raw.io.new_input(path).open() as stream:
+                    schema = pq.read_schema(stream)
+            for column in schema:
+                if column.name not in known:
+                    new.setdefault(column.name, column)
+        return list(new.values())
 
     def replace_files(
         self, base: State, replacements: Mapping[str, Sequence[str]], extra: Mapping[str, str] | None = None
@@ -514,10 +532,11 @@ def _commit(
     summary: Mapping[str, str],
     replacing: Mapping[str, Sequence[str]] | None = None,
     removing: Sequence[str] | None = None,
+    adding_columns: Sequence[pa.Field] = (),
 ) -> Table:
     """One snapshot, refused if the table moved since it was loaded: an append of `files` (with no
     file at all when it is empty), a `replace` of files by others (`replacing`), or a `delete` of
-    files (`removing`)."""
+    files (`removing`); with `adding_columns` added to the schema in the same commit."""
     from pyiceberg.exceptions import CommitFailedException
     from pyiceberg.table import _parquet_files_to_data_files
     from pyiceberg.table.snapshots import Operation
@@ -525,6 +544,9 @@ def _commit(
 
     try:
         with table.transaction() as tx:
+            if adding_columns:
+                with tx.update_schema() as update:
+                    update.union_by_name(pa.schema(adding_columns))
             if not replacing and not removing:
                 tx.add_files(files, snapshot_properties=dict(summary), check_duplicate_files=False)
             else:

@@ -127,6 +127,17 @@ def test_batches_advance_the_state_per_partition_and_land_in_the_raw_table(lake_
     assert lake.TopicTables.load(settings(), "other") is None  # no table before its first drain
 
 
+def test_a_field_the_contract_does_not_declare_joins_the_raw_tables_schema(lake_home):
+    tables = opened()
+    commit(tables, 0, 10)
+    drifted = raw_rows(10, 12).append_column("venue", pa.array(["XNAS", None], pa.string()))
+    path = tables.data_path("raw", DAY, lake.data_file_name(0, 10, 12))
+    tables.write(drifted, path)
+    tables.commit_batch(tables.state(), batch(10, 12), [path], [])
+    venues = lake_tables.read_table(lake_home, "raw", "prices", ("_kafka_offset", "venue")).sort_by("_kafka_offset")
+    assert venues["venue"].to_pylist() == [None] * 10 + ["XNAS", None]
+
+
 def test_a_commit_planned_against_an_old_snapshot_is_fenced(lake_home):
     s = settings()
     first = opened()
