@@ -138,6 +138,22 @@ def test_a_field_the_contract_does_not_declare_joins_the_raw_tables_schema(lake_
     assert venues["venue"].to_pylist() == [None] * 10 + ["XNAS", None]
 
 
+def test_replacing_files_is_one_replace_snapshot_that_carries_the_state_forward(lake_home):
+    tables = opened()
+    commit(tables, 0, 10)
+    commit(tables, 10, 25)
+    small = tables.raw.inspect.data_files()["file_path"].to_pylist()
+    merged = write_raw(tables, 0, 25)
+    base = tables.state()
+    after = tables.replace_files(base, {merged: small})
+    assert lake_tables.snapshot_summary(lake_home, "raw", "prices")[lake.OFFSETS] == base.summary()[lake.OFFSETS]
+    current = lake_tables.lake_catalog(lake_home).load_table("raw.prices").current_snapshot()
+    assert current.summary.operation.value == "replace"
+    assert current.snapshot_id == after.snapshot_id
+    assert tables.raw.inspect.data_files()["file_path"].to_pylist() == [merged]
+    assert raw_offsets(lake_home) == list(range(25))
+
+
 def test_a_commit_planned_against_an_old_snapshot_is_fenced(lake_home):
     s = settings()
     first = opened()
