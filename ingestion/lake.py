@@ -317,6 +317,7 @@ class TopicTables:
         self.topic = topic
         self.raw = raw
         self.quarantine = quarantine
+        self._written: dict[str, pa.Schema] = {}  # the schema of each file this holder wrote, until committed
 
     @classmethod
     def open(cls, settings: Settings, contract: Contract, allow_old_layout: bool = False) -> TopicTables:
@@ -405,6 +406,7 @@ class TopicTables:
             pq.write_table(
                 table, stream, compression="zstd", row_group_size=256 * 1024, dictionary_pagesize_limit=64 << 10
             )
+        self._written[path] = table.schema
         return len(output.to_input_file())
 
     def commit_batch(self, base: State, batch: Batch, raw_files: list[str], quarantine_files: list[str]) -> State:
@@ -430,8 +432,24 @@ class TopicTables:
         place of the files it lists) if the raw table is still at `base`."""
         if _snapshot_id(self.raw) != base.snapshot_id:
             raise Fenced(f"{self.raw.name()}: another writer committed since this one planned")
-        self.raw = _commit(self.raw, list(files), {**new.summary(), **(extra or {})}, replacing)
+        summary = {**new.summary(), **(extra or {})}
+        self.raw = _commit(self.raw, list(files), summary, replacing, adding_columns=self._new_columns(files))
         return replace(new, snapshot_id=_snapshot_id(self.raw))
+
+    def _new_columns(self, files: Sequence[str]) -> list[pa.Field]:
+        """The files' columns the raw table lacks: fields the contract does not declare, which the
+        lake keeps (the schema-drift rule) and Iceberg refuses to add files with unless its schema has them."""
+        known = set(self.raw.schema().column_names)
+        new: dict[str, pa.Field] = {}
+        for path in files:
+            schema = self._written.pop(path, None)
+            if schema is None:  # written by another process (a replay a crash interrupted)
+                with self.raw.io.new_input(path).open() as stream:
+                    schema = pq.read_schema(stream)
+            for column in schema:
+                if column.name not in known:
+                    new.setdefault(column.name, column)
+        return list(new.values())
 
     def replace_files(
         self, base: State, replacements: Mapping[str, Sequence[str]], extra: Mapping[str, str] | None = None
@@ -548,10 +566,11 @@ def _commit(
     summary: Mapping[str, str],
     replacing: Mapping[str, Sequence[str]] | None = None,
     removing: Sequence[str] | None = None,
+    adding_columns: Sequence[pa.Field] = (),
 ) -> Table:
     """One snapshot, refused if the table moved since it was loaded: an append of `files` (with no
     file at all when it is empty), a `replace` of files by others (`replacing`), or a `delete` of
-    files (`removing`)."""
+    files (`removing`); with `adding_columns` added to the schema in the same commit."""
     from pyiceberg.exceptions import CommitFailedException
     from pyiceberg.table import _parquet_files_to_data_files
     from pyiceberg.table.snapshots import Operation
@@ -559,14 +578,20 @@ def _commit(
 
     try:
         with table.transaction() as tx:
+            if adding_columns:
+                with tx.update_schema() as update:
+                    update.union_by_name(pa.schema(adding_columns))
             if not replacing and not removing:
                 tx.add_files(files, snapshot_properties=dict(summary), check_duplicate_files=False)
             else:
                 retired = {path for paths in (replacing or {}).values() for path in paths} | set(removing or ())
                 current = [task.file for task in table.scan().plan_files() if task.file.file_path in retired]
                 added = _parquet_files_to_data_files(tx.table_metadata, list(replacing or {}), table.io)
-                operation = Operation.REPLACE if replacing and not removing else Operation.DELETE
-                with _OverwriteFiles(
+                operation = Operation.OVERWRITE if replacing and not removing else Operation.DELETE
+                # `replace` says no row changed (a compaction); a rewritten quarantine file lost rows.
+                same_rows = sum(f.record_count for f in current) == sum(f.record_count for f in added)
+                producer = _replace_files() if operation is Operation.OVERWRITE and same_rows else _OverwriteFiles
+                with producer(
                     operation=operation, transaction=tx, io=table.io, snapshot_properties=dict(summary)
                 ) as rewrite:
                     for data_file in current:
@@ -576,6 +601,20 @@ def _commit(
     except CommitFailedException as exc:
         raise Fenced(f"{table.name()}: another writer committed first ({exc})") from exc
     return table.refresh()
+
+
+def _replace_files() -> type:
+    """pyiceberg's file rewrite committed as a `replace` snapshot: pyiceberg 0.12 cannot total a
+    `replace` summary ("Operation not implemented"), so it is totalled as an overwrite, then named."""
+    from pyiceberg.table.snapshots import Operation, Summary
+    from pyiceberg.table.update.snapshot import _OverwriteFiles
+
+    class _ReplaceFiles(_OverwriteFiles):
+        def _summary(self, snapshot_properties: dict[str, str] = {}) -> Summary:  # noqa: B006 - pyiceberg's signature
+            totalled = super()._summary(snapshot_properties)
+            return Summary(Operation.REPLACE, **totalled.additional_properties)
+
+    return _ReplaceFiles
 
 
 def _filesystem(table: Table, uri: str) -> tuple[FileSystem, str]:

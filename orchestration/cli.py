@@ -316,7 +316,8 @@ def _print_checks(checks: list) -> None:
     help="Compact date partitions before this date (default: today, UTC).",
 )
 def compact(topic: str, target_mb: int, before) -> None:
-    """Merge the small files of a topic's closed date partitions into large ones, exactly once."""
+    """Merge the small files of a topic's closed date partitions into large ones, exactly once; expire old
+    snapshots (LAKEHOUSE_SNAPSHOT_KEEP_DAYS) and delete the files no snapshot references."""
     from ingestion.compact import compact as run_compact
 
     for contract in contracts_for(topic):
@@ -327,6 +328,10 @@ def compact(topic: str, target_mb: int, before) -> None:
             click.echo(f"{contract.topic}: left alone {reason}")
         if not report.merged:
             click.echo(f"{contract.topic}: nothing to compact")
+        if report.expired or report.orphans:
+            click.echo(
+                f"{contract.topic}: {report.expired} snapshots expired, {report.orphans} unreferenced files deleted"
+            )
 
 
 @cli.command()

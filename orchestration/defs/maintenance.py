@@ -10,7 +10,10 @@ from ingestion.streams import CONTRACTS
 def compact_raw_files(context: dg.OpExecutionContext) -> None:
     for topic in CONTRACTS:
         report = compact(topic)
-        context.log.info(f"{topic}: {len(report.merged)} merged files replaced {report.files_before}")
+        context.log.info(
+            f"{topic}: {len(report.merged)} merged files replaced {report.files_before}; "
+            f"{report.expired} snapshots expired, {report.orphans} unreferenced files deleted"
+        )
         for reason in report.skipped:
             context.log.warning(f"{topic}: left alone {reason}")
 
