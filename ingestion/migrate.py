@@ -78,6 +78,8 @@ def migrate(settings: Settings) -> MigrateReport:
                 report.topics[topic] = _migrate_topic(settings, db, contract, tables, state)
     finally:
         db.close()
+    _rename_set_aside(settings)
+    _convert_gate_marks(settings)
     settings.ledger_path.rename(settings.ledger_path.with_name(settings.ledger_path.name + ".migrated"))
     return report
 
@@ -144,3 +146,26 @@ def _renamed(table: pa.Table, generation: int) -> pa.Table:
     if lake.GENERATION_COLUMN in table.column_names:
         table = table.drop_columns([lake.GENERATION_COLUMN])
     return lake.with_generation(table, generation)
+
+
+def _rename_set_aside(settings: Settings) -> None:
+    """Set-aside files name rows by their coordinates, under the old names too: renamed in place."""
+    for path in settings.set_aside_dir.glob("*/*.parquet"):
+        table = pq.read_table(path)
+        if any(name in RENAMED for name in table.column_names):
+            renamed = table.rename_columns([RENAMED.get(name, name) for name in table.column_names])
+            scratch = path.with_name(path.name + ".migrating")
+            pq.write_table(renamed, scratch, compression="zstd")
+            scratch.replace(path)
+
+
+def _convert_gate_marks(settings: Settings) -> None:
+    """A gate's mark was its offsets alone; it is now `{"offsets": ...}` beside the snapshot it passed.
+    Without a snapshot, the gates validate again what arrived since the mark and record one."""
+    for path in settings.gates_dir.glob("*/*.json"):
+        if path.name.endswith(".last.json") or path.parent.name == "_read":
+            continue
+        mark = json.loads(path.read_text())
+        if "offsets" not in mark:
+            path.write_text(json.dumps({"offsets": mark}))
+

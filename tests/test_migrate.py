@@ -64,6 +64,14 @@ def old_lake(home: Path) -> None:
         }
     )
     pq.write_table(quarantined, home / "quarantine" / "prices" / "p0-000000000004-000000000008.parquet")
+    (home / "set_aside" / "prices").mkdir(parents=True)
+    pq.write_table(
+        pa.table({"_generation": pa.array([0], pa.int32()), "_partition": pa.array([0], pa.int32()),
+                  "_offset": pa.array([5], pa.int64()), "reason": ["raw_prices: price below 0"]}),
+        home / "set_aside" / "prices" / "raw_prices-a-b.parquet",
+    )  # fmt: skip
+    (home / "gates" / "prices").mkdir(parents=True)
+    (home / "gates" / "prices" / "raw_prices.json").write_text(json.dumps({"0": 8}))
     db = sqlite3.connect(home / "raw" / "_ledger.sqlite")
     db.executescript(LEDGER)
     for start, end, rows, q, files in (
@@ -113,6 +121,12 @@ def test_migrate_moves_every_committed_offset_into_the_tables_once_and_keeps_los
     assert [(g.number, g.topic_id) for g in state.generations] == [(0, "abc")]
     assert [(loss.start, loss.end, loss.accepted_at) for loss in state.losses] == [(0, 2, None)]
     assert (lake_home / "raw" / "_ledger.sqlite.migrated").exists()
+    aside = pq.read_table(lake_home / "set_aside" / "prices" / "raw_prices-a-b.parquet")
+    assert aside.select(["_kafka_partition", "_kafka_offset"]).to_pylist() == [
+        {"_kafka_partition": 0, "_kafka_offset": 5}
+    ]
+    mark = json.loads((lake_home / "gates" / "prices" / "raw_prices.json").read_text())
+    assert mark == {"offsets": {"0": 8}}
 
     again = subprocess.run([LAKEHOUSE, "migrate"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "nothing to migrate" in again.stdout
