@@ -637,7 +637,7 @@ def _uri(table: Table, path: str) -> str:
 
 
 def _load_or_create(opened: SqlCatalog, identifier: str, schema: pa.Schema, day_of: str) -> Table:
-    from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+    from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
     from pyiceberg.transforms import DayTransform
 
     try:
@@ -651,7 +651,7 @@ def _load_or_create(opened: SqlCatalog, identifier: str, schema: pa.Schema, day_
             tx.update_spec() as spec,
         ):
             spec.add_field(day_of, DayTransform(), "day")
-    except TableAlreadyExistsError:  # another drain created it a moment ago
+    except (TableAlreadyExistsError, CommitFailedException):  # another drain created it a moment ago
         pass
     return opened.load_table(identifier)
 

@@ -13,8 +13,22 @@ from pyiceberg.exceptions import NoSuchTableError
 
 def lake_catalog(home: Path) -> SqlCatalog:
     uri = os.environ.get("LAKEHOUSE_CATALOG_URI") or f"sqlite:///{home / 'catalog.db'}"
+    # SQLAlchemy reads a bare postgresql:// as psycopg 3; pyiceberg's extra brings psycopg2.
+    uri = uri.replace("postgresql://", "postgresql+psycopg2://", 1) if uri.startswith("postgresql://") else uri
     warehouse = os.environ.get("LAKEHOUSE_WAREHOUSE") or f"file://{home / 'warehouse'}"
-    return SqlCatalog("lakehouse", uri=uri, warehouse=warehouse)
+    return SqlCatalog("lakehouse", uri=uri, warehouse=warehouse, **_s3())
+
+
+def _s3() -> dict[str, str]:
+    """How pyiceberg reaches an S3 warehouse, from the same variables the product reads."""
+    if not os.environ.get("LAKEHOUSE_S3_ENDPOINT"):
+        return {}
+    return {
+        "s3.endpoint": os.environ["LAKEHOUSE_S3_ENDPOINT"],
+        "s3.access-key-id": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        "s3.secret-access-key": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
+    }
 
 
 def table_name(topic: str) -> str:

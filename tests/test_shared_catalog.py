@@ -49,7 +49,7 @@ def test_drains_on_two_machines_never_both_commit_a_range(shared_lake, kafka_env
     backlog(kafka_env, seconds=1.5, rate=6000)
     drains = [
         subprocess.Popen(
-            [LAKEHOUSE, "drain", TOPIC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [LAKEHOUSE, "--verbose", "drain", TOPIC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         for env in shared_lake
     ]
