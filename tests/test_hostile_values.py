@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import pytest
 from confluent_kafka import Producer
 
+from tests import lake_tables
 from tests.cli import lakehouse
 from tests.conftest import recreate_topics
 from tests.test_drain_faults import assert_every_offset_once
@@ -76,17 +76,9 @@ def test_a_mix_of_hostile_records_is_stored_or_quarantined_and_nothing_stops(kaf
     drained = lakehouse("drain", "prices", timeout=300)
     assert f"{len(HOSTILE) - 4} quarantined" in drained, drained
     assert_every_offset_once(lake_home, kafka_env)
-    quarantined = dict(
-        duckdb.sql(
-            f"select _kafka_offset, reason from read_parquet('{lake_home}/quarantine/prices/*.parquet')"
-        ).fetchall()
-    )
-    stored = {
-        offset
-        for (offset,) in duckdb.sql(
-            f"select _kafka_offset from read_parquet('{lake_home}/raw/prices/**/*.parquet', union_by_name = true)"
-        ).fetchall()
-    }
+    held = lake_tables.read_table(lake_home, "quarantine", "prices", ("_kafka_offset", "reason"))
+    quarantined = dict(zip(held["_kafka_offset"].to_pylist(), held["reason"].to_pylist(), strict=True))
+    stored = set(lake_tables.read_table(lake_home, "raw", "prices", ("_kafka_offset",))["_kafka_offset"].to_pylist())
     for offset, (_, _, expected) in enumerate(records):
         if expected == "raw":
             assert offset in stored, offset
