@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +29,9 @@ from ingestion.contracts import Contract
 from ingestion.failpoints import failpoint
 from ingestion.parse import Parsed, parse, partition_days
 from ingestion.records import RawBatch
+
+if TYPE_CHECKING:
+    from pyiceberg.schema import Schema as IcebergSchema
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +352,7 @@ def _write_batch(
     return the raw files, the quarantine files and their total bytes. Quarantined records the
     quarantine already holds (an earlier try committed them, then crashed) are left out."""
     name = lake.data_file_name(r.partition, r.start, r.end, generation)
-    table = lake.with_generation(parsed.table, generation)
+    table = _conform_to_table(lake.with_generation(parsed.table, generation), tables.raw.schema())
     quarantine = lake.with_generation(parsed.quarantine, generation)
     if quarantined_until > r.start:  # a crash between the two commits of an earlier try
         quarantine = quarantine.filter(pc.greater_equal(quarantine["_kafka_offset"], quarantined_until))
@@ -368,6 +372,75 @@ def _write_batch(
         written += tables.write(quarantine, path)
         quarantine_files.append(path)
     return raw_files, quarantine_files, written
+
+
+class TypeConflict(RuntimeError):
+    """An undeclared field's values cannot be stored in the column the raw table already has for it."""
+
+
+def _conform_to_table(table: pa.Table, schema: IcebergSchema) -> pa.Table:
+    """The schema-drift rule at the table's edge: an Iceberg column keeps its type for ever (it can
+    only widen, int to long, float to double), while an undeclared field's JSON type may change
+    from one batch to the next. A column the table does not have yet is added as it comes, at the
+    commit (`lake._evolve_schema`), except one all null in this batch, which is left out (reading
+    it gives null all the same) so that it does not fix the type of values yet to come. A column
+    the table has, of a type that does not widen to the table's: as text when the table's column
+    is a string (nested values as JSON text, as `parse` unifies the pieces of a batch); numbers
+    into a number column of the table's type when every value converts exactly (whole doubles
+    into a long); anything else stops the drain with a clear error (TypeConflict) rather than
+    store a value the table cannot hold (text is never read as a number: "007" is not 7)."""
+    from pyiceberg.exceptions import ResolveError
+    from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids, schema_to_pyarrow
+    from pyiceberg.schema import promote
+    from pyiceberg.types import StringType
+
+    from ingestion.parse import text_column
+
+    top = {f.name: f for f in schema.fields}
+    for f in table.schema:
+        held = top.get(f.name)
+        if pa.types.is_null(f.type):
+            if held is None:
+                table = table.drop_columns([f.name])
+            else:
+                nulls = pa.nulls(table.num_rows, schema_to_pyarrow(held.field_type))
+                table = table.set_column(table.schema.get_field_index(f.name), f.name, nulls)
+            continue
+        if held is None:
+            continue
+        try:
+            incoming = _pyarrow_to_schema_without_ids(pa.schema([f])).fields[0].field_type
+        except (ValueError, TypeError):
+            incoming = None
+        if incoming == held.field_type:
+            continue
+        try:
+            if incoming is not None:
+                promote(incoming, held.field_type)
+                continue
+        except ResolveError:
+            pass
+        index = table.schema.get_field_index(f.name)
+        if isinstance(held.field_type, StringType):
+            table = table.set_column(index, f.name, text_column(table[f.name]))
+            continue
+        target = schema_to_pyarrow(held.field_type)
+        why = "they are not numbers"
+        if _is_number(f.type) and _is_number(target):
+            try:
+                table = table.set_column(index, f.name, pc.cast(table[f.name], target, safe=True))
+                continue
+            except pa.ArrowInvalid as exc:
+                why = str(exc)
+        raise TypeConflict(
+            f"field {f.name!r}: the raw table holds it as {held.field_type}, this batch has {f.type} values that "
+            f"do not convert ({why}); declare the field in the stream's contract as text, or drop it"
+        )
+    return table
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
 @dataclass

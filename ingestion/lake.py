@@ -525,6 +525,7 @@ def _commit(
 
     try:
         with table.transaction() as tx:
+            _evolve_schema(tx, table, [*files, *(replacing or {})])
             if not replacing and not removing:
                 tx.add_files(files, snapshot_properties=dict(summary), check_duplicate_files=False)
             else:
@@ -542,6 +543,18 @@ def _commit(
     except CommitFailedException as exc:
         raise Fenced(f"{table.name()}: another writer committed first ({exc})") from exc
     return table.refresh()
+
+
+def _evolve_schema(tx, table: Table, files: Sequence[str]) -> None:
+    """Add to the table's schema, in the commit that adds them, the columns of `files` it lacks:
+    undeclared fields that appeared since (schema drift). The drain has already made a column
+    the table holds conform to its type (`drain._conform_to_table`), so this only ever adds."""
+    if not files:
+        return
+    with tx.update_schema() as update:
+        for path in files:
+            with table.io.new_input(path).open() as stream:
+                update.union_by_name(pq.read_schema(stream))
 
 
 def _filesystem(table: Table, uri: str) -> tuple[FileSystem, str]:

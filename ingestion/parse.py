@@ -420,6 +420,11 @@ def _texts(table: pa.Table, names: set[str]) -> pa.Table:
     return table
 
 
+def text_column(column: pa.ChunkedArray) -> pa.Array:
+    """A column's values as text, nested ones as JSON: how a field whose type drifts is kept."""
+    return _as_text(column)
+
+
 def _as_text(column: pa.ChunkedArray) -> pa.Array:
     if pa.types.is_nested(column.type):
         return pa.array([None if v is None else json.dumps(v, default=str) for v in column.to_pylist()], pa.string())
