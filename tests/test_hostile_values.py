@@ -98,3 +98,31 @@ def test_a_mix_of_hostile_records_is_stored_or_quarantined_and_nothing_stops(kaf
     assert str(len(stored)) in raw.split(), raw
     lakehouse("docs", "--no-serve", timeout=600)
     lakehouse("verify", "prices")
+
+
+def test_an_undeclared_field_whose_type_drifts_between_batches_conforms_to_the_raw_tables_column():
+    import pyarrow as pa
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import DoubleType, LongType, NestedField, StringType
+
+    from ingestion.drain import TypeConflict, _conform_to_table
+
+    table_schema = Schema(
+        NestedField(1, "note", StringType()), NestedField(2, "qty", LongType()), NestedField(3, "rate", DoubleType())
+    )
+    batch = pa.table(
+        {
+            "note": pa.array([{"a": 1}, None]),  # the table has text: nested values become JSON text
+            "qty": pa.array([1.0, 2.0]),  # whole doubles fit the table's long exactly
+            "rate": pa.array([1, 2]),  # whole numbers into the table's double
+            "seen_null": pa.nulls(2),  # all null and new: left out, it would fix no type yet
+            "venue": pa.array([3, 4]),  # new: added by the commit as it comes
+        }
+    )
+    conformed = _conform_to_table(batch, table_schema)
+    assert conformed.column_names == ["note", "qty", "rate", "venue"]
+    assert conformed.to_pylist()[0] == {"note": '{"a": 1}', "qty": 1, "rate": 1.0, "venue": 3}
+
+    for values in (pa.array([1.5]), pa.array(["007"])):  # neither fits a long without changing it
+        with pytest.raises(TypeConflict, match="'qty': the raw table holds it as long"):
+            _conform_to_table(pa.table({"qty": values}), table_schema)
