@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from confluent_kafka import Producer
 
+from ingestion.config import duckdb_extensions_dir
 from ingestion.publish import published
 from ingestion.streams import stedi
 from tests import lake_tables
@@ -53,6 +54,17 @@ def person(name: str, year: int, **extra: str) -> dict:
     first, last = name.split()
     return {"customerName": name, "email": f"{first}.{last}@test.com", "phone": "8015551212",
             "birthDay": f"{year}-01-01", **extra}  # fmt: skip
+
+
+def warehouse(lake_home) -> duckdb.DuckDBPyConnection:
+    """The build's warehouse, read-only, able to read its staging views (over `iceberg_scan`)."""
+    con = duckdb.connect(
+        str(lake_home / "warehouse.duckdb"),
+        read_only=True,
+        config={"extension_directory": str(duckdb_extensions_dir()), "autoinstall_known_extensions": False},
+    )
+    con.execute("load avro; load iceberg")
+    return con
 
 
 def send(bootstrap: str, topic: str, values: list[bytes | None], key: bytes | None = None) -> None:
@@ -98,7 +110,7 @@ def test_customers_in_every_spelling_latest_scores_and_each_change_published_onc
     out = lakehouse("build", "stedi")
     assert "stedi: published 3 new or changed rows" in out
 
-    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+    with warehouse(lake_home) as con:
         risk = set(con.execute("select customer, score, birth_year from stedi_customer_risk").fetchall())
         by_year = set(con.execute("select birth_year, customers, avg_score from stedi_risk_by_birth_year").fetchall())
         customers = {r[0] for r in con.execute("select email from stg_stedi__customers").fetchall()}
@@ -166,14 +178,14 @@ def read_all(bootstrap: str, topic: str) -> list[bytes]:
 
 
 def rejected_reasons(lake_home) -> Counter:
-    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+    with warehouse(lake_home) as con:
         return Counter(con.execute("select source_table, rejection_reason from stedi_rejected_rows").fetchall())
 
 
 def assert_every_raw_record_accounted_for(lake_home, members_beyond_one: int = 0) -> None:
     """Per topic, each raw record is in staging or among the rejected rows, and the counts add up:
     raw rows = staging rows + rejected rows (a payload with several members counts each of them)."""
-    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+    with warehouse(lake_home) as con:
         for table, topic, staging in (
             ("redis_server", stedi.REDIS.topic, "stg_stedi__customers"),
             ("stedi_events", stedi.EVENTS.topic, "stg_stedi__risk_events"),
@@ -254,7 +266,7 @@ def test_payloads_in_every_spelling_the_seed_shows_reach_the_marts_and_the_score
     out = lakehouse("build", "stedi")
     assert f"stedi: published {len(emails)} new or changed rows" in out
 
-    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+    with warehouse(lake_home) as con:
         customers = {r[0] for r in con.execute("select email from stg_stedi__customers").fetchall()}
         risk = {r[0] for r in con.execute("select customer from stedi_customer_risk").fetchall()}
         scored = con.execute("select sum(customers) from stedi_risk_by_birth_year").fetchone()[0]
