@@ -15,7 +15,9 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -25,8 +27,11 @@ from ingestion.config import Settings
 from ingestion.config import settings as current_settings
 from ingestion.contracts import Contract
 from ingestion.failpoints import failpoint
-from ingestion.parse import Parsed, parse, partition_days, quarantine_days
+from ingestion.parse import Parsed, parse, partition_days, quarantine_days, quarantined
 from ingestion.records import RawBatch
+
+if TYPE_CHECKING:
+    from pyiceberg.schema import Schema as IcebergSchema
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +363,78 @@ def _write_batch(
     return raw_files, quarantine_files, written + quarantined
 
 
+def _conform_to_table(table: pa.Table, schema: IcebergSchema, table_name: str) -> tuple[pa.Table, dict[int, str]]:
+    """The schema-drift rule at the table's edge: an Iceberg column keeps its type for ever (it can
+    only widen, int to long, float to double), while an undeclared field's JSON type may change
+    from one batch to the next. A column the table does not have yet is added as it comes, at the
+    commit (`lake._evolve_schema`), except one all null in this batch, which is left out (reading
+    it gives null all the same) so that it does not fix the type of values yet to come. A column
+    the table has, of a type that does not widen to the table's: as text when the table's column
+    is a string (nested values as JSON text, as `parse` unifies the pieces of a batch); numbers
+    into a number column of the table's type when every value converts exactly (whole doubles
+    into a long); a record with any other value for it is quarantined with the reason, rather
+    than store a value the table cannot hold (text is never read as a number: "007" is not 7).
+    Returns the table of the records that fit, and the offsets of those that do not, with why."""
+    from pyiceberg.exceptions import ResolveError
+    from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids, schema_to_pyarrow
+    from pyiceberg.schema import promote
+    from pyiceberg.types import StringType
+
+    from ingestion.parse import text_column
+
+    top = {f.name: f for f in schema.fields}
+    misfits: dict[int, str] = {}
+    for f in table.schema:
+        held = top.get(f.name)
+        if pa.types.is_null(f.type):
+            if held is None:
+                table = table.drop_columns([f.name])
+            else:
+                nulls = pa.nulls(table.num_rows, schema_to_pyarrow(held.field_type))
+                table = table.set_column(table.schema.get_field_index(f.name), f.name, nulls)
+            continue
+        if held is None:
+            continue
+        try:
+            incoming = _pyarrow_to_schema_without_ids(pa.schema([f])).fields[0].field_type
+        except (ValueError, TypeError):
+            incoming = None
+        if incoming == held.field_type:
+            continue
+        try:
+            if incoming is not None:
+                promote(incoming, held.field_type)
+                continue
+        except ResolveError:
+            pass
+        index = table.schema.get_field_index(f.name)
+        if isinstance(held.field_type, StringType):
+            table = table.set_column(index, f.name, text_column(table[f.name]))
+            continue
+        target = schema_to_pyarrow(held.field_type)
+        column = table[f.name]
+        if _is_number(f.type) and _is_number(target):
+            stored = pc.cast(column, target, safe=False)
+            # A value that does not come back the same from the table's type does not fit it.
+            exact = pc.fill_null(pc.equal(pc.cast(stored, f.type, safe=False), column), True)
+        else:
+            stored, exact = pa.nulls(len(column), target), pc.is_null(column)
+        for offset in table["_kafka_offset"].filter(pc.invert(exact)).to_pylist():
+            misfits.setdefault(
+                offset,
+                f"type drift: field {f.name} is {held.field_type} in {table_name}, this record has {f.type}; "
+                "declare the field in the stream's contract as text",
+            )
+        table = table.set_column(index, f.name, stored)
+    if misfits:
+        table = table.filter(pc.invert(pc.is_in(table["_kafka_offset"], pa.array(list(misfits), pa.int64()))))
+    return table, misfits
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
 @dataclass
 class _Committer:
     """The writer thread's view of the tables: batches commit one after another, each against
@@ -403,7 +480,7 @@ def _drain_ranges(
                 if len(in_flight) == 2:
                     in_flight.popleft().result()
                 piece = OffsetRange(raw.partition, start, end)
-                parsing = parser.submit(_parse_batch, contract, raw, s)
+                parsing = parser.submit(_parse_batch, contract, raw, s, committer.tables.raw.schema())
                 report = reports[raw.partition]
                 in_flight.append(
                     writer.submit(_store_batch, consumer, committer, contract, parsing, piece, report, generation)
@@ -414,9 +491,20 @@ def _drain_ranges(
                 in_flight.popleft().result()
 
 
-def _parse_batch(contract: Contract, raw: RawBatch, s: Settings) -> tuple[Parsed, float]:
+def _parse_batch(contract: Contract, raw: RawBatch, s: Settings, schema: IcebergSchema) -> tuple[Parsed, float]:
+    """Parse a batch, and quarantine the records whose undeclared fields the raw table (at `schema`)
+    cannot hold."""
     started = time.monotonic()
-    return parse(raw, contract, s.record_max_bytes, s.record_limits), time.monotonic() - started
+    parsed = parse(raw, contract, s.record_max_bytes, s.record_limits)
+    table, misfits = _conform_to_table(parsed.table, schema, f"raw.{contract.table_name}")
+    if misfits:
+        index = {offset: i for i, offset in enumerate(raw.offsets.to_pylist())}
+        moved = quarantined(raw, {index[offset]: reason for offset, reason in misfits.items()})
+        together = pa.concat_tables([parsed.quarantine, moved]).sort_by("_kafka_offset")
+        parsed = Parsed(table=table, quarantine=together, tombstones=parsed.tombstones)
+    else:
+        parsed = Parsed(table=table, quarantine=parsed.quarantine, tombstones=parsed.tombstones)
+    return parsed, time.monotonic() - started
 
 
 def _store_batch(

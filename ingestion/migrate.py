@@ -168,4 +168,3 @@ def _convert_gate_marks(settings: Settings) -> None:
         mark = json.loads(path.read_text())
         if "offsets" not in mark:
             path.write_text(json.dumps({"offsets": mark}))
-

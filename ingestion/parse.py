@@ -237,6 +237,11 @@ def _with_metadata(
     return table
 
 
+def quarantined(batch: RawBatch, bad: dict[int, str]) -> pa.Table:
+    """The records of `batch` at the indices of `bad` as quarantine rows, each with its reason."""
+    return _quarantine(batch, bad)
+
+
 def _quarantine(batch: RawBatch, bad: dict[int, str]) -> pa.Table:
     order = pa.array(sorted(bad), pa.int64())
     headers = batch.headers_of(sorted(bad)) if bad else {}
@@ -418,6 +423,11 @@ def _texts(table: pa.Table, names: set[str]) -> pa.Table:
     for name in names & set(table.schema.names):
         table = table.set_column(table.schema.get_field_index(name), name, _as_text(table[name]))
     return table
+
+
+def text_column(column: pa.ChunkedArray) -> pa.Array:
+    """A column's values as text, nested ones as JSON: how a field whose type drifts is kept."""
+    return _as_text(column)
 
 
 def _as_text(column: pa.ChunkedArray) -> pa.Array:

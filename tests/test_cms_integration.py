@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from tests import lake_tables
 from tests.cli import lakehouse
 from tests.conftest import recreate_topics
 
@@ -23,11 +23,10 @@ def test_a_real_file_and_the_synthetic_stream_are_drained_row_for_row(kafka_env,
     assert "sent 2000 messages" in lakehouse("produce", "cms", "--synthetic", "--count", "2000", timeout=300)
     lakehouse("drain", "cms", timeout=300)
 
-    glob = str(lake_home / "raw" / TOPIC / "**" / "*.parquet")
-    stored = duckdb.sql(
-        f"select npi, nppes_provider_zip, hcpcs_description, average_Medicare_payment_amt, _kafka_key "
-        f"from read_parquet('{glob}', union_by_name = true) order by _kafka_partition, _kafka_offset"
-    ).fetchall()
+    columns = ("npi", "nppes_provider_zip", "hcpcs_description", "average_Medicare_payment_amt", "_kafka_key")
+    held = lake_tables.read_table(lake_home, "raw", TOPIC, (*columns, "_kafka_partition", "_kafka_offset"))
+    held = held.sort_by([("_kafka_partition", "ascending"), ("_kafka_offset", "ascending")])
+    stored = list(zip(*(held[c].to_pylist() for c in columns), strict=True))
     assert len(stored) == 2008
     with open(SAMPLE, newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t"))[1:]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import pytest
 from confluent_kafka import Producer
 
+from tests import lake_tables
 from tests.cli import lakehouse
 from tests.conftest import recreate_topics
 from tests.test_drain_faults import assert_every_offset_once
@@ -76,17 +76,9 @@ def test_a_mix_of_hostile_records_is_stored_or_quarantined_and_nothing_stops(kaf
     drained = lakehouse("drain", "prices", timeout=300)
     assert f"{len(HOSTILE) - 4} quarantined" in drained, drained
     assert_every_offset_once(lake_home, kafka_env)
-    quarantined = dict(
-        duckdb.sql(
-            f"select _kafka_offset, reason from read_parquet('{lake_home}/quarantine/prices/*.parquet')"
-        ).fetchall()
-    )
-    stored = {
-        offset
-        for (offset,) in duckdb.sql(
-            f"select _kafka_offset from read_parquet('{lake_home}/raw/prices/**/*.parquet', union_by_name = true)"
-        ).fetchall()
-    }
+    held = lake_tables.read_table(lake_home, "quarantine", "prices", ("_kafka_offset", "reason"))
+    quarantined = dict(zip(held["_kafka_offset"].to_pylist(), held["reason"].to_pylist(), strict=True))
+    stored = set(lake_tables.read_table(lake_home, "raw", "prices", ("_kafka_offset",))["_kafka_offset"].to_pylist())
     for offset, (_, _, expected) in enumerate(records):
         if expected == "raw":
             assert offset in stored, offset
@@ -106,3 +98,36 @@ def test_a_mix_of_hostile_records_is_stored_or_quarantined_and_nothing_stops(kaf
     assert str(len(stored)) in raw.split(), raw
     lakehouse("docs", "--no-serve", timeout=600)
     lakehouse("verify", "prices")
+
+
+def test_an_undeclared_field_whose_type_drifts_between_batches_conforms_to_the_raw_tables_column_or_is_quarantined():
+    import pyarrow as pa
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import DoubleType, LongType, NestedField, StringType
+
+    from ingestion.drain import _conform_to_table
+
+    table_schema = Schema(
+        NestedField(1, "note", StringType()), NestedField(2, "qty", LongType()), NestedField(3, "rate", DoubleType())
+    )
+    batch = pa.table(
+        {
+            "note": pa.array([{"a": 1}, None]),  # the table has text: nested values become JSON text
+            "qty": pa.array([1.0, 2.0]),  # whole doubles fit the table's long exactly
+            "rate": pa.array([1, 2]),  # whole numbers into the table's double
+            "seen_null": pa.nulls(2),  # all null and new: left out, it would fix no type yet
+            "venue": pa.array([3, 4]),  # new: added by the commit as it comes
+            "_kafka_offset": pa.array([10, 11], pa.int64()),
+        }
+    )
+    conformed, misfits = _conform_to_table(batch, table_schema, "raw.t")
+    assert misfits == {}
+    assert conformed.column_names == ["note", "qty", "rate", "venue", "_kafka_offset"]
+    assert conformed.to_pylist()[0] == {"note": '{"a": 1}', "qty": 1, "rate": 1.0, "venue": 3, "_kafka_offset": 10}
+
+    # Neither 1.5 nor "007" fits a long without changing it: those records, and only those, are set apart.
+    for values in (pa.array([1.5, 2.0]), pa.array(["007", None])):
+        drifting = pa.table({"qty": values, "_kafka_offset": pa.array([20, 21], pa.int64())})
+        conformed, misfits = _conform_to_table(drifting, table_schema, "raw.t")
+        assert conformed["_kafka_offset"].to_pylist() == [21]
+        assert list(misfits) == [20] and misfits[20].startswith("type drift: field qty is long in raw.t")

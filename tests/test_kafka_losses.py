@@ -11,11 +11,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from tests import lake_tables
 from tests.cli import LAKEHOUSE, lakehouse, run
 from tests.conftest import free_port_pair, recreate_topics
 from tests.test_drain_faults import broker_offsets
@@ -23,6 +23,7 @@ from tests.test_drain_faults import broker_offsets
 pytestmark = pytest.mark.integration
 
 TOPIC = "prices"
+GENERATION = "_generation"
 
 
 def send(bootstrap: str, count: int, first: int = 0) -> None:
@@ -44,18 +45,25 @@ def delete_records_before(bootstrap: str, offsets: dict[int, int]) -> None:
 
 
 def stored_offsets(home: Path, generation: int = 0) -> dict[int, list[int]]:
-    """Per partition, every offset the raw files and the quarantine hold for one generation, read with DuckDB."""
-    name = "p*.parquet" if generation == 0 else f"g{generation}-p*.parquet"
-    globs = [str(home / "raw" / TOPIC / "**" / name), str(home / "quarantine" / TOPIC / name)]
+    """Per partition, every offset the raw table and the quarantine table hold for one generation,
+    read through the catalog's current snapshots."""
+    columns = ("_kafka_partition", "_kafka_offset", GENERATION)
     found: dict[int, list[int]] = {}
-    for glob in globs:
-        if not list(Path("/").glob(glob.lstrip("/"))):
+    for namespace in ("raw", "quarantine"):
+        held = lake_tables.read_table(home, namespace, TOPIC, columns)
+        if not held.num_rows:
             continue
-        for partition, offset in duckdb.sql(
-            f"select _kafka_partition, _kafka_offset from read_parquet('{glob}', union_by_name = true, hive_partitioning = false)"
-        ).fetchall():
-            found.setdefault(partition, []).append(offset)
+        for partition, offset, g in zip(*(held[c].to_pylist() for c in columns), strict=True):
+            if (g or 0) == generation:
+                found.setdefault(partition, []).append(offset)
     return {p: sorted(offsets) for p, offsets in found.items()}
+
+
+def raw_data_files(home: Path) -> dict[str, int]:
+    """The raw table's data files at its current snapshot, with their sizes."""
+    table = lake_tables.lake_catalog(home).load_table(f"raw.{lake_tables.table_name(TOPIC)}")
+    files = table.inspect.data_files()
+    return dict(zip(files["file_path"].to_pylist(), files["file_size_in_bytes"].to_pylist(), strict=True))
 
 
 def verify_json(*topics: str) -> tuple[int, list[dict]]:
@@ -108,7 +116,7 @@ def test_a_topic_deleted_and_created_again_is_refused_until_a_new_generation_the
     recreate_topics(kafka_env, TOPIC)
     send(kafka_env, 500)
     lakehouse("drain", TOPIC)
-    first_generation = {path: path.stat().st_mtime_ns for path in (lake_home / "raw" / TOPIC).rglob("*.parquet")}
+    first_generation = raw_data_files(lake_home)
 
     recreate_topics(kafka_env, TOPIC)
     send(kafka_env, 100, first=500)
@@ -132,18 +140,17 @@ def test_a_topic_deleted_and_created_again_is_refused_until_a_new_generation_the
     }
     assert sum(len(offsets) for offsets in new.values()) == 6100
     assert sum(len(offsets) for offsets in stored_offsets(lake_home).values()) == 500
-    untouched = {path: path.stat().st_mtime_ns for path in first_generation if path.exists()}
-    assert untouched == first_generation  # the first generation's files, as they were
+    now = raw_data_files(lake_home)
+    untouched = {path: size for path, size in now.items() if path in first_generation}
+    assert untouched == first_generation  # the first generation's files, as they were, still in the table
 
     code, checks = verify_json(TOPIC)
     assert code == 0, checks
     assert sum(c["rows"] for c in checks if c["generation"] == 1) == 6100
     assert sum(c["rows"] for c in checks if c["generation"] == 0) == 500
     assert all(c["current"] == (c["generation"] == 1) for c in checks)
-    raw_rows = duckdb.sql(
-        f"select count(*) from read_parquet('{lake_home}/raw/{TOPIC}/**/*.parquet', union_by_name = true)"
-    ).fetchone()
-    assert raw_rows == (6600,)  # the topic still reads as one table
+    raw_rows = lake_tables.read_table(lake_home, "raw", TOPIC, ("_kafka_offset",)).num_rows
+    assert raw_rows == 6600  # the topic still reads as one table
 
     # Both generations reach the marts: the gates and staging tell their offsets apart.
     built = lakehouse("build", TOPIC)
@@ -157,16 +164,16 @@ def test_a_drain_whose_broker_is_killed_gives_up_saying_so_and_the_next_one_stor
     own_broker, lake_home
 ):
     from ingestion import local_kafka
-    from ingestion.lake import Ledger
 
     recreate_topics(own_broker, TOPIC)
     send(own_broker, 60_000)
-    env = {**os.environ, "LAKEHOUSE_BATCH_MAX_RECORDS": "200", "LAKEHOUSE_DRAIN_STALL_TIMEOUT_S": "5"}
+    # Batches of 2,000: each is one Iceberg commit, and the records librdkafka fetched before the kill
+    # are all still stored before the drain finds the broker gone.
+    env = {**os.environ, "LAKEHOUSE_BATCH_MAX_RECORDS": "2000", "LAKEHOUSE_DRAIN_STALL_TIMEOUT_S": "5"}
     drain = subprocess.Popen(
         [LAKEHOUSE, "drain", TOPIC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    ledger_path = lake_home / "raw" / "_ledger.sqlite"
-    while not (ledger_path.exists() and Ledger(ledger_path).batches(TOPIC)):
+    while not lake_tables.offsets(lake_home, TOPIC).num_rows:  # a first batch committed
         assert drain.poll() is None, drain.communicate()
         time.sleep(0.05)
     broker_pid = int((lake_home / "kafka" / "broker.pid").read_text())

@@ -14,6 +14,7 @@ from confluent_kafka import Producer
 from ingestion import duck
 from ingestion.publish import published
 from ingestion.streams import stedi
+from tests import lake_tables
 from tests.cli import lakehouse
 from tests.conftest import recreate_topics
 
@@ -177,9 +178,8 @@ def assert_every_raw_record_accounted_for(lake_home, members_beyond_one: int = 0
             ("redis_server", stedi.REDIS.topic, "stg_stedi__customers"),
             ("stedi_events", stedi.EVENTS.topic, "stg_stedi__risk_events"),
         ):
-            raw = set(con.execute(
-                f"select _kafka_partition, _kafka_offset from read_parquet('{lake_home}/raw/{topic}/**/*.parquet')"
-            ).fetchall())  # fmt: skip
+            held = lake_tables.read_table(lake_home, "raw", topic, ("_kafka_partition", "_kafka_offset"))
+            raw = set(zip(held["_kafka_partition"].to_pylist(), held["_kafka_offset"].to_pylist(), strict=True))
             kept = con.execute(f"select kafka_partition, kafka_offset from {staging}").fetchall()
             rejected = con.execute(
                 "select kafka_partition, kafka_offset from stedi_rejected_rows where source_table = ?", [table]
