@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import duckdb
-
 from expectations.gate import GateOutcome, publish_read_snapshots, run_gate
-from ingestion import refresh
+from ingestion import duck, refresh
 from ingestion.config import settings
 from ingestion.contracts import Contract
 from ingestion.lake import has_raw_files
@@ -68,7 +66,9 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
         for r in run_results["results"]
         if r["unique_id"].startswith("model.") and r["status"] == "success"
     ]
-    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+    # Staging models are views over `iceberg_scan`: the connection loads the extension from the
+    # wheels' folder, where plain DuckDB would try to download it.
+    with duck.read_iceberg(duck.connect(str(settings().warehouse_path), read_only=True), settings()) as con:
         for node in models:
             (count,) = con.execute(f"select count(*) from {node['relation_name']}").fetchone()
             result.row_counts[node["name"]] = count
