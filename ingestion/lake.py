@@ -531,8 +531,11 @@ def _commit(
                 retired = {path for paths in (replacing or {}).values() for path in paths} | set(removing or ())
                 current = [task.file for task in table.scan().plan_files() if task.file.file_path in retired]
                 added = _parquet_files_to_data_files(tx.table_metadata, list(replacing or {}), table.io)
-                operation = Operation.REPLACE if replacing and not removing else Operation.DELETE
-                with _OverwriteFiles(
+                operation = Operation.OVERWRITE if replacing and not removing else Operation.DELETE
+                # `replace` says no row changed (a compaction); a rewritten quarantine file lost rows.
+                same_rows = sum(f.record_count for f in current) == sum(f.record_count for f in added)
+                producer = _replace_files() if operation is Operation.OVERWRITE and same_rows else _OverwriteFiles
+                with producer(
                     operation=operation, transaction=tx, io=table.io, snapshot_properties=dict(summary)
                 ) as rewrite:
                     for data_file in current:
@@ -542,6 +545,20 @@ def _commit(
     except CommitFailedException as exc:
         raise Fenced(f"{table.name()}: another writer committed first ({exc})") from exc
     return table.refresh()
+
+
+def _replace_files() -> type:
+    """pyiceberg's file rewrite committed as a `replace` snapshot: pyiceberg 0.12 cannot total a
+    `replace` summary ("Operation not implemented"), so it is totalled as an overwrite, then named."""
+    from pyiceberg.table.snapshots import Operation, Summary
+    from pyiceberg.table.update.snapshot import _OverwriteFiles
+
+    class _ReplaceFiles(_OverwriteFiles):
+        def _summary(self, snapshot_properties: dict[str, str] = {}) -> Summary:  # noqa: B006 - pyiceberg's signature
+            totalled = super()._summary(snapshot_properties)
+            return Summary(Operation.REPLACE, **totalled.additional_properties)
+
+    return _ReplaceFiles
 
 
 def _filesystem(table: Table, uri: str) -> tuple[FileSystem, str]:
