@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Producer
 
 from ingestion import lake, quarantine, refresh
-from ingestion.config import settings
+from ingestion.config import duckdb_extensions_dir, settings
 from ingestion.contracts import Contract
 from ingestion.failpoints import REPLAY_POINTS, InjectedFault
 from ingestion.parse import parse
@@ -67,6 +67,17 @@ def send(bootstrap: str, records: list[tuple[int, bytes, list | None]]) -> None:
 def quarantined_offsets(home: Path) -> int:
     """How many records the quarantine table holds at its current snapshot."""
     return lake_tables.read_table(home, "quarantine", TOPIC, ("_kafka_offset",)).num_rows
+
+
+def warehouse() -> duckdb.DuckDBPyConnection:
+    """The build's warehouse, read-only, able to read its staging views (over `iceberg_scan`)."""
+    con = duckdb.connect(
+        str(settings().warehouse_path),
+        read_only=True,
+        config={"extension_directory": str(duckdb_extensions_dir()), "autoinstall_known_extensions": False},
+    )
+    con.execute("load avro; load iceberg")
+    return con
 
 
 # --- the pure parts ------------------------------------------------------------------------------
@@ -251,7 +262,7 @@ def test_a_replay_after_the_contract_is_fixed_stores_the_records_that_now_pass_o
     assert "replayed 0" in lakehouse("quarantine", "replay", TOPIC)  # twice is once
 
     lakehouse("build", TOPIC)
-    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+    with warehouse() as con:
         ticks, quarter_prices = con.execute(
             "select sum(tick_count), (select count(*) from stg_prices__ticks where price % 1 = 0.25) "
             "from prices_symbol_stats"
@@ -322,7 +333,7 @@ def test_the_dagster_dbt_asset_fully_refreshes_a_replayed_topic_s_incremental_mo
 
 def deduplicated() -> set[tuple[int, int]]:
     """The Kafka coordinates of the rows in int_cms__provider_services_deduped."""
-    with duckdb.connect(str(settings().warehouse_path), read_only=True) as con:
+    with warehouse() as con:
         rows = con.execute("select kafka_partition, kafka_offset from int_cms__provider_services_deduped").fetchall()
     return set(rows)
 
@@ -349,5 +360,5 @@ def test_rows_a_gate_set_aside_are_replayed_through_the_fixed_suites_and_reach_s
 
     built = lakehouse("build", TOPIC)
     assert "stg_prices__ticks: 21 rows" in built
-    with duckdb.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+    with warehouse() as con:
         assert con.execute("select count(*) from stg_prices__ticks where price = -5").fetchone() == (1,)
