@@ -73,8 +73,8 @@ def _raw_files(tables: lake.TopicTables) -> list[_File]:
     for row in files:
         name = Path(row["file_path"].rsplit("/", 1)[-1])
         span = lake.file_span(name)
-        if span is None or lake.file_replay(name):
-            continue  # another writer's file, or a replay's (it holds only some offsets of its range)
+        if span is None:
+            continue  # another writer's file
         day = (row["partition"] or {}).get("day")
         found.append(_File(row["file_path"], row["file_size_in_bytes"], day, lake.file_topic_generation(name), *span))
     return found
@@ -94,7 +94,9 @@ def compact(
         report.orphans += tables.remove_orphans(s.orphan_min_age_s)
         base = tables.state()
         by_group: dict[tuple, list[_File]] = {}
-        for file in sorted(_raw_files(tables), key=lambda f: (f.generation, f.partition, f.start)):
+        for file in sorted(
+            _raw_files(tables), key=lambda f: (f.generation, f.partition, f.start, lake.file_replay(Path(f.path)))
+        ):
             if file.day is not None and file.day < before:
                 by_group.setdefault((file.day, file.generation, file.partition), []).append(file)
         existing = {f.path for files in by_group.values() for f in files}
@@ -103,8 +105,10 @@ def compact(
             for group in _groups(files, target_mb * 1024 * 1024):
                 name = lake.data_file_name(partition, group[0].start, group[-1].end, generation)
                 target = tables.data_path("raw", day, name)
-                if target in existing and target not in {f.path for f in group}:
-                    report.skipped.append(f"{day}/p{partition}: {name} is outside the group")
+                if target in existing:
+                    # A batch's drain file and its replays' files share its range: the merged file
+                    # would overwrite a file the current snapshot still reads.
+                    report.skipped.append(f"{day}/p{partition}: {name} is a file in use")
                     continue
                 try:
                     _merge(tables, [f.path for f in group], target)

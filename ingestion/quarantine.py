@@ -28,7 +28,7 @@ from ingestion.config import Settings
 from ingestion.config import settings as current_settings
 from ingestion.contracts import Contract
 from ingestion.failpoints import failpoint
-from ingestion.parse import QUARANTINE_SCHEMA, parse, partition_days
+from ingestion.parse import QUARANTINE_SCHEMA, parse, partition_days, quarantine_days
 from ingestion.records import RawBatch
 
 log = logging.getLogger(__name__)
@@ -339,6 +339,21 @@ def suite_failures(contract: Contract, table: pa.Table) -> dict[int, str]:
     return failing
 
 
+def _fit_raw_table(tables: lake.TopicTables, schema: pa.Schema) -> str | None:
+    """Widen the raw table to the fixed contract's columns (new fields, a type widened as Iceberg
+    allows) before anything is committed; return why the table cannot take them, if it cannot.
+    Refused here, the records stay quarantined: refused at the raw commit, after the quarantine
+    gave them up, they would be held by neither table and every later finish would fail again."""
+    from pyiceberg.exceptions import ValidationError
+
+    try:
+        with tables.raw.update_schema() as update:
+            update.union_by_name(schema)
+    except ValidationError as exc:
+        return f"does not fit the raw table: {exc}"
+    return None
+
+
 def _replay_file(
     contract: Contract,
     s: Settings,
@@ -369,22 +384,17 @@ def _replay_file(
 
     file_name = lake.replay_file_name(partition, start, end, lake.file_replay(name) + 1, generation)
     good = lake.with_generation(good, generation)
-    raw_files = []
-    days = partition_days(good, contract)
-    for day in pc.unique(days).to_pylist():
-        target = tables.data_path("raw", day, file_name)
-        tables.write(
-            good.filter(pc.is_null(days) if day is None else pc.equal(days, pa.scalar(day, pa.date32()))), target
-        )
-        raw_files.append(target)
-        failpoint("replay-while-writing")
-    kept = lake.with_generation(
-        table.filter(pc.invert(pc.is_in(table["_kafka_offset"], good["_kafka_offset"]))), generation
-    )
+    if refused := _fit_raw_table(tables, good.schema):
+        report.still.update([refused] * good.num_rows)
+        return
+    raw_files, _ = tables.write_by_day("raw", good, file_name, partition_days(good, contract))
+    failpoint("replay-while-writing")
+    kept = table.filter(pc.invert(pc.is_in(table["_kafka_offset"], good["_kafka_offset"])))
     new_quarantine = None
     if kept.num_rows:
-        new_quarantine = tables.data_path("quarantine", None, file_name)
-        tables.write(kept, new_quarantine)
+        # A quarantine file holds the records of one day (of their Kafka timestamp): so does what stays.
+        new_quarantine = tables.data_path("quarantine", quarantine_days(kept)[0].as_py(), file_name)
+        tables.write(lake.with_generation(kept, generation), new_quarantine)
     failpoint("replay-after-files")
 
     # Asked for before the commits: a replay killed after them and found with nothing left to do

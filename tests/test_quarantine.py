@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import signal
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -16,19 +17,32 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Producer
 
-from ingestion import duck, lake, quarantine, refresh
-from ingestion.config import settings
-from ingestion.failpoints import REPLAY_POINTS
+from ingestion import lake, quarantine, refresh
+from ingestion.config import duckdb_extensions_dir, settings
+from ingestion.contracts import Contract
+from ingestion.failpoints import REPLAY_POINTS, InjectedFault
+from ingestion.parse import parse
+from ingestion.records import RawBatch
 from ingestion.streams import cms, prices
+from tests import lake_tables
 from tests.cli import lakehouse, run
 from tests.conftest import recreate_topics
 from tests.test_drain_faults import assert_every_offset_once, assert_verify_passes
 
 TOPIC = "prices"
 
-# The contract as it first shipped: prices declared as whole numbers, so every decimal price
-# was quarantined as `wrong type`. The fix (the contract of ingestion/streams/prices.py)
-# declares them double.
+# The contract as it first shipped: tick times declared in whole seconds, so every tick stamped
+# to the millisecond was quarantined as `wrong type`. The fix (the contract of
+# ingestion/streams/prices.py) declares milliseconds; both are the raw table's one `timestamp`
+# type, so the table takes the fixed contract's rows as it is.
+SECOND_TICKS = dataclasses.replace(
+    prices.CONTRACT,
+    schema=pa.schema(
+        [pa.field("ts", pa.timestamp("s")), pa.field("symbol", pa.string()), pa.field("price", pa.float64())]
+    ),
+)
+# A first contract whose fix Iceberg cannot take into the same table: prices declared as whole
+# numbers (`long`), fixed as `double`, a change of type Iceberg does not allow.
 WHOLE_PRICES = dataclasses.replace(
     prices.CONTRACT,
     schema=pa.schema(
@@ -37,8 +51,9 @@ WHOLE_PRICES = dataclasses.replace(
 )
 
 
-def tick(i: int, price: object) -> bytes:
-    return json.dumps({"ts": f"2021-03-1{i % 3} 16:21:32.{i % 1000:03d}", "symbol": "MSFT", "price": price}).encode()
+def tick(i: int, price: object, millis: bool = True) -> bytes:
+    ts = f"2021-03-1{i % 3} 16:21:32" + (f".{i % 1000:03d}" if millis else "")
+    return json.dumps({"ts": ts, "symbol": "MSFT", "price": price}).encode()
 
 
 def send(bootstrap: str, records: list[tuple[int, bytes, list | None]]) -> None:
@@ -50,7 +65,19 @@ def send(bootstrap: str, records: list[tuple[int, bytes, list | None]]) -> None:
 
 
 def quarantined_offsets(home: Path) -> int:
-    return duckdb.sql(f"select count(*) from read_parquet('{home / 'quarantine' / TOPIC}/*.parquet')").fetchone()[0]
+    """How many records the quarantine table holds at its current snapshot."""
+    return lake_tables.read_table(home, "quarantine", TOPIC, ("_kafka_offset",)).num_rows
+
+
+def warehouse() -> duckdb.DuckDBPyConnection:
+    """The build's warehouse, read-only, able to read its staging views (over `iceberg_scan`)."""
+    con = duckdb.connect(
+        str(settings().warehouse_path),
+        read_only=True,
+        config={"extension_directory": str(duckdb_extensions_dir()), "autoinstall_known_extensions": False},
+    )
+    con.execute("load avro; load iceberg")
+    return con
 
 
 # --- the pure parts ------------------------------------------------------------------------------
@@ -77,29 +104,68 @@ def test_offsets_read_partition_start_and_exclusive_end():
         quarantine.Offsets.parse("2:100")
 
 
-def test_recovery_deletes_the_quarantine_file_a_committed_replay_retired_and_keeps_replay_raw_files(lake_home):
+def drained_batch(contract: Contract, prices_of: list[object], millis: list[bool]) -> str:
+    """One batch of partition 0 committed to the lake under `contract`, as the drain commits it;
+    return its raw file."""
     s = settings()
-    day = s.raw_dir / TOPIC / "date=2021-03-10"
-    drained = day / lake.data_file_name(0, 0, 10)
-    replayed = day / lake.replay_file_name(0, 0, 10, 1)
-    old = s.quarantine_dir / TOPIC / lake.data_file_name(0, 0, 10)
-    new = s.quarantine_dir / TOPIC / lake.replay_file_name(0, 0, 10, 1)
-    for path in (drained, old):
-        lake.write_pending(pa.table({"_kafka_offset": [1]}), path)
-        lake.publish(path)
-    rel = [str(p.relative_to(s.home)) for p in (drained, old, replayed, new)]
-    with lake.Ledger(s.ledger_path) as ledger:
-        batch = lake.Batch(TOPIC, 0, 0, 10, 8, 2, 0, (rel[0], rel[1]), 0, 0.1)
-        ledger.commit(batch)
-        lake.write_pending(pa.table({"_kafka_offset": [2]}), replayed)
-        lake.write_pending(pa.table({"_kafka_offset": [3]}), new)
-        ledger.move_out_of_quarantine(batch, rel[1], rel[3], [rel[2]], moved=1, bytes_delta=0)
-        # Killed here: the old quarantine file is still published, the new files still pending.
-        assert lake.recover(s, ledger, TOPIC) == (2, 1)
-        (stored,) = ledger.batches(TOPIC)
-    assert (stored.rows, stored.quarantined, set(stored.files)) == (9, 1, {rel[0], rel[2], rel[3]})
-    assert drained.exists() and replayed.exists() and new.exists()
-    assert not old.exists()
+    tables = lake.TopicTables.open(s, contract)
+    values = [
+        json.dumps({"ts": "2021-03-10 16:21:32" + (".125" if m else ""), "symbol": "MSFT", "price": p}).encode()
+        for p, m in zip(prices_of, millis, strict=True)
+    ]  # all of one day: one raw file
+    offsets = range(len(values))
+    timestamps = [1_615_393_292_000 + i for i in offsets]
+    parsed = parse(RawBatch.of(TOPIC, 0, offsets, values, timestamps=timestamps), contract, s.record_max_bytes)
+    name = lake.data_file_name(0, 0, len(values))
+    raw_file = tables.data_path("raw", date(2021, 3, 10), name)
+    quarantine_file = tables.data_path("quarantine", None, name)
+    tables.write(lake.with_generation(parsed.table, 0), raw_file)
+    tables.write(lake.with_generation(parsed.quarantine, 0), quarantine_file)
+    rows, quarantined = parsed.table.num_rows, parsed.quarantine.num_rows
+    batch = lake.Batch(TOPIC, 0, 0, len(values), rows, quarantined, 0, (raw_file, quarantine_file), 0, 0.1)
+    tables.commit_batch(tables.state(), batch, [raw_file], [quarantine_file])
+    return raw_file
+
+
+def test_a_replay_stopped_between_its_two_commits_is_finished_once_by_the_next_replay(lake_home, monkeypatch):
+    # Under the first contract offsets 0 and 1 (stamped to the millisecond) were quarantined.
+    raw_file = drained_batch(SECOND_TICKS, [400.25] * 2 + [400.0] * 8, [True] * 2 + [False] * 8)
+    assert stored(lake_home) == (list(range(2, 10)), [0, 1])
+
+    # The fixed contract's replay is stopped after the quarantine gave the records up and
+    # before the raw table took them in.
+    monkeypatch.setenv("LAKEHOUSE_FAILPOINT", "replay-after-commit:raise")
+    with pytest.raises(InjectedFault):
+        quarantine.replay(prices.CONTRACT)
+    monkeypatch.delenv("LAKEHOUSE_FAILPOINT")
+    assert stored(lake_home) == (list(range(2, 10)), [])  # for an instant, neither holds them
+    assert json.loads(lake_tables.snapshot_summary(lake_home, "quarantine", TOPIC)[lake.REPLAY])
+
+    report = quarantine.replay(prices.CONTRACT)
+    assert report.recovered == (1, 0) and report.replayed == 0
+    assert stored(lake_home) == (list(range(10)), [])
+    raw_files = lake_tables.lake_catalog(lake_home).load_table(f"raw.{TOPIC}").inspect.data_files()["file_path"]
+    names = {Path(f).name for f in raw_files.to_pylist()}
+    assert names == {Path(raw_file).name, lake.replay_file_name(0, 0, 10, 1)}
+    assert quarantine.replay(prices.CONTRACT).recovered == (0, 0)  # finished once, not again
+    assert stored(lake_home) == (list(range(10)), [])
+
+
+def test_a_fix_the_raw_table_cannot_take_keeps_the_records_quarantined_with_the_reason(lake_home):
+    drained_batch(WHOLE_PRICES, [400.25, 400, 401], [True] * 3)  # offset 0 quarantined
+    report = quarantine.replay(prices.CONTRACT)
+    assert report.replayed == 0 and report.still_by_kind == {"does not fit the raw table": 1}
+    assert "price: long -> double" in next(iter(report.still))
+    assert stored(lake_home) == ([1, 2], [0])  # nothing was committed
+    assert quarantine.replay(WHOLE_PRICES).still_quarantined == 1  # and nothing is stuck
+
+
+def stored(home: Path) -> tuple[list[int], list[int]]:
+    """The offsets of the raw table's rows and of the quarantine table's records, sorted."""
+    return tuple(
+        sorted(lake_tables.read_table(home, namespace, TOPIC, ("_kafka_offset",))["_kafka_offset"].to_pylist())
+        for namespace in ("raw", "quarantine")
+    )
 
 
 # --- on the real broker ----------------------------------------------------------------------------
@@ -152,58 +218,60 @@ def test_list_counts_by_reason_and_day_show_prints_each_record_and_replay_with_t
     assert refused.returncode != 0 and "not both" in refused.stderr
 
 
-def whole_price_backlog(bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Ticks drained under the first contract: whole prices stored, decimal ones quarantined, in
-    many small batches; among the decimal ones some negative (the suite refuses them)."""
+def millisecond_backlog(bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Ticks drained under the first contract: those stamped in whole seconds stored, those
+    stamped to the millisecond (their prices end in .25) quarantined, in many small batches;
+    among the quarantined some negative (the suite refuses them)."""
     from ingestion.drain import drain
 
     recreate_topics(bootstrap, TOPIC)
     records = []
     for i in range(600):
+        millis = True
         if i % 10 == 3:
             price: object = 400 + i % 50 + 0.25
         elif i % 100 == 7:
             price = -3.5
         else:
-            price = 400 + i % 50
-        records.append((i % 3, tick(i, price), [("source", b"test")] if i % 4 == 0 else None))
+            price, millis = 400 + i % 50, False
+        records.append((i % 3, tick(i, price, millis), [("source", b"test")] if i % 4 == 0 else None))
     records += [(0, b"not json at all", None), (2, b"{", None)]
     send(bootstrap, records)
     monkeypatch.setenv("LAKEHOUSE_BATCH_MAX_RECORDS", "60")
-    drain(WHOLE_PRICES)
+    drain(SECOND_TICKS)
     monkeypatch.delenv("LAKEHOUSE_BATCH_MAX_RECORDS")
-    return {"whole": 600 - 60 - 6, "decimal": 60, "negative": 6, "not JSON": 2}
+    return {"seconds": 600 - 60 - 6, "millis": 60, "negative": 6, "not JSON": 2}
 
 
 def test_a_replay_after_the_contract_is_fixed_stores_the_records_that_now_pass_once_and_the_marts_take_them_in(
     kafka_env, lake_home, monkeypatch
 ):
-    counts = whole_price_backlog(kafka_env, monkeypatch)
-    assert quarantined_offsets(lake_home) == counts["decimal"] + counts["negative"] + counts["not JSON"]
-    lakehouse("build", TOPIC)  # the marts hold the whole prices; the gate's marks move to the end
+    counts = millisecond_backlog(kafka_env, monkeypatch)
+    assert quarantined_offsets(lake_home) == counts["millis"] + counts["negative"] + counts["not JSON"]
+    lakehouse("build", TOPIC)  # the marts hold the ticks stamped in seconds; the gate's marks move to the end
 
     out = lakehouse("quarantine", "replay", TOPIC, "--reason", "wrong type")
-    assert f"replayed {counts['decimal']}, still quarantined {counts['negative']} (failed suite" in out
+    assert f"replayed {counts['millis']}, still quarantined {counts['negative']} (failed suite" in out
     assert "expect_column_values_to_be_between on price" in out
     (left,) = json.loads(lakehouse("quarantine", "list", TOPIC, "--json"))
     assert left["by_kind"] == {"wrong type": counts["negative"], "not JSON": counts["not JSON"]}
     assert_every_offset_once(lake_home, kafka_env)
     checks = assert_verify_passes(dict(os.environ))
-    assert sum(c["rows"] for c in checks) == counts["whole"] + counts["decimal"]
+    assert sum(c["rows"] for c in checks) == counts["seconds"] + counts["millis"]
     assert sum(c["quarantined"] for c in checks) == counts["negative"] + counts["not JSON"]
     assert "replayed 0" in lakehouse("quarantine", "replay", TOPIC)  # twice is once
 
     lakehouse("build", TOPIC)
-    with duck.connect(str(settings().warehouse_path), read_only=True) as con:
+    with warehouse() as con:
         ticks, quarter_prices = con.execute(
             "select sum(tick_count), (select count(*) from stg_prices__ticks where price % 1 = 0.25) "
             "from prices_symbol_stats"
         ).fetchone()
-    assert (ticks, quarter_prices) == (counts["whole"] + counts["decimal"], counts["decimal"])
+    assert (ticks, quarter_prices) == (counts["seconds"] + counts["millis"], counts["millis"])
 
 
 def test_a_replay_killed_at_every_point_of_its_swap_and_run_again_stores_none_twice(kafka_env, lake_home, monkeypatch):
-    counts = whole_price_backlog(kafka_env, monkeypatch)
+    counts = millisecond_backlog(kafka_env, monkeypatch)
     for point in REPLAY_POINTS:
         # At the second file's swap, so that each run also finishes one swap and recovers another.
         killed = run("quarantine", "replay", TOPIC, env={**os.environ, "LAKEHOUSE_FAILPOINT": f"{point}@2"})
@@ -212,15 +280,16 @@ def test_a_replay_killed_at_every_point_of_its_swap_and_run_again_stores_none_tw
 
     assert_every_offset_once(lake_home, kafka_env)
     checks = assert_verify_passes(dict(os.environ))
-    assert sum(c["rows"] for c in checks) == counts["whole"] + counts["decimal"]
+    assert sum(c["rows"] for c in checks) == counts["seconds"] + counts["millis"]
     assert quarantined_offsets(lake_home) == counts["negative"] + counts["not JSON"]
     assert refresh.pending(settings(), [TOPIC])  # the killed runs asked for it, before committing
 
     # Compaction merges a replay's raw files with the drain's files of the same days, once.
     assert "files ->" in lakehouse("compact", TOPIC, "--before", "2030-01-01")
-    assert not list(lake_home.glob(f"raw/{TOPIC}/**/*-r*.parquet"))
+    raw_files = lake_tables.lake_catalog(lake_home).load_table(f"raw.{TOPIC}").inspect.data_files()["file_path"]
+    assert not [f for f in raw_files.to_pylist() if lake.file_replay(Path(f))]
     assert_every_offset_once(lake_home, kafka_env)
-    assert sum(c["rows"] for c in assert_verify_passes(dict(os.environ))) == counts["whole"] + counts["decimal"]
+    assert sum(c["rows"] for c in assert_verify_passes(dict(os.environ))) == counts["seconds"] + counts["millis"]
 
 
 def test_a_replayed_cms_row_reaches_the_incremental_deduplicated_model(kafka_env, lake_home, monkeypatch):
@@ -264,7 +333,7 @@ def test_the_dagster_dbt_asset_fully_refreshes_a_replayed_topic_s_incremental_mo
 
 def deduplicated() -> set[tuple[int, int]]:
     """The Kafka coordinates of the rows in int_cms__provider_services_deduped."""
-    with duck.connect(str(settings().warehouse_path), read_only=True) as con:
+    with warehouse() as con:
         rows = con.execute("select kafka_partition, kafka_offset from int_cms__provider_services_deduped").fetchall()
     return set(rows)
 
@@ -291,5 +360,5 @@ def test_rows_a_gate_set_aside_are_replayed_through_the_fixed_suites_and_reach_s
 
     built = lakehouse("build", TOPIC)
     assert "stg_prices__ticks: 21 rows" in built
-    with duck.connect(str(lake_home / "warehouse.duckdb"), read_only=True) as con:
+    with warehouse() as con:
         assert con.execute("select count(*) from stg_prices__ticks where price = -5").fetchone() == (1,)
