@@ -68,7 +68,7 @@ def _groups(files: list[_File], target_bytes: int) -> list[list[_File]]:
 
 
 def _raw_files(tables: lake.TopicTables) -> list[_File]:
-    files = tables.raw.inspect.data_files().select(["file_path", "file_size_in_bytes", "partition"]).to_pylist()
+    files = lake.data_files(tables.raw)
     found = []
     for row in files:
         name = Path(row["file_path"].rsplit("/", 1)[-1])

@@ -483,7 +483,7 @@ class TopicTables:
         how many replays were finished."""
         if self.quarantine is None:
             return 0
-        held = set(self.raw.inspect.data_files()["file_path"].to_pylist()) if self.raw.current_snapshot() else set()
+        held = {f["file_path"] for f in data_files(self.raw)}
         referenced = self.referenced_files()
         pending = []
         for snapshot in self.quarantine.snapshots():
@@ -524,7 +524,7 @@ class TopicTables:
         referenced: set[str] = set()
         for table in (self.raw, self.quarantine):
             if table is not None and table.current_snapshot() is not None:
-                referenced.update(table.inspect.all_data_files()["file_path"].to_pylist())
+                referenced.update(f["file_path"] for f in data_files(table, every_snapshot=True))
         return referenced
 
     def remove_orphans(self, older_than_s: float) -> int:
@@ -553,6 +553,20 @@ class TopicTables:
                     fs.delete_file(info.path)
                     deleted += 1
         return deleted
+
+
+def data_files(table: Table | None, every_snapshot: bool = False) -> list[dict]:
+    """The data files of the table's current snapshot (of every live snapshot with
+    `every_snapshot`): `file_path`, `record_count`, `file_size_in_bytes`, `partition`. pyiceberg's
+    own listing fails on a snapshot without any manifest (a commit that added no file)."""
+    if table is None or table.current_snapshot() is None:
+        return []
+    columns = ["file_path", "record_count", "file_size_in_bytes", "partition"]
+    try:
+        listed = table.inspect.all_data_files() if every_snapshot else table.inspect.data_files()
+    except pa.ArrowInvalid:  # "Must pass at least one table": no manifest to list
+        return []
+    return listed.select(columns).to_pylist()
 
 
 def _snapshot_id(table: Table) -> int | None:

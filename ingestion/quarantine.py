@@ -299,7 +299,7 @@ def _quarantine_files(tables: lake.TopicTables) -> list[str]:
     """The quarantine table's current data files, in offset order."""
     if tables.quarantine is None or tables.quarantine.current_snapshot() is None:
         return []
-    paths = tables.quarantine.inspect.data_files()["file_path"].to_pylist()
+    paths = [f["file_path"] for f in lake.data_files(tables.quarantine)]
     return sorted(paths, key=lambda p: (lake.file_topic_generation(Path(p)), *(lake.file_span(Path(p)) or (0, 0, 0))))
 
 

@@ -112,11 +112,11 @@ def _stored(tables: lake.TopicTables) -> tuple[dict[tuple[int, int], _Stored], l
     listed = 0
     scans = []
     for kind, table in (("raw", tables.raw), ("quarantine", tables.quarantine)):
-        if table is None or table.current_snapshot() is None:
+        files = lake.data_files(table)
+        if not files:
             continue
-        files = table.inspect.data_files()
-        listed += sum(files["record_count"].to_pylist())
-        for path in files["file_path"].to_pylist():
+        listed += sum(f["record_count"] for f in files)
+        for path in (f["file_path"] for f in files):
             name = path.rsplit("/", 1)[-1]
             span = lake.file_span(Path(name))
             if span is not None:
