@@ -30,6 +30,16 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
 # pyarrow's JSON reader recurses once per level and overflows its thread's stack near 16,000
 # levels (a segfault, not an error), so a higher depth limit is refused.
 RECORD_MAX_DEPTH_CEILING = 10_000
@@ -80,6 +90,9 @@ class Settings:
     # drain on another machine may be about to commit the files it has just written.
     orphan_min_age_s: int
     snapshot_keep_days: int  # `lakehouse compact` expires the tables' snapshots older than this
+    # A drain commits the batches it has written at most this often (and when it is done): a
+    # commit's cost grows with a table's snapshots, so fewer, larger commits keep it cheap.
+    commit_interval_s: float
 
     @property
     def raw_dir(self) -> Path:
@@ -158,6 +171,7 @@ def settings() -> Settings:
         s3_endpoint=os.environ.get("LAKEHOUSE_S3_ENDPOINT") or None,
         orphan_min_age_s=_int("LAKEHOUSE_ORPHAN_MIN_AGE_S", 3600),
         snapshot_keep_days=_int("LAKEHOUSE_SNAPSHOT_KEEP_DAYS", 7),
+        commit_interval_s=_float("LAKEHOUSE_COMMIT_INTERVAL_S", 2.0),
     )
 
 

@@ -437,15 +437,55 @@ def _is_number(t: pa.DataType) -> bool:
 
 @dataclass
 class _Committer:
-    """The writer thread's view of the tables: batches commit one after another, each against
-    the state the previous one left."""
+    """The writer thread's view of the tables: written batches wait, in order, for the next
+    commit, which takes them all against the state the previous commit left. A commit's cost
+    grows with the table's snapshots, so batches commit together every `interval_s` (and at the
+    end of the drain), not one by one."""
 
     tables: lake.TopicTables
     state: lake.State
     quarantined_until: dict[str, int]
-    # Once a batch's commit failed, the batches behind it must not commit: they would start past
-    # a hole (and say so, hiding why the first one failed).
+    interval_s: float
+    consumer: Consumer
+    reports: dict[int, PartitionReport]
+    pending: list[tuple[lake.Batch, list[str], list[str]]] = field(default_factory=list)
+    last_commit: float = field(default_factory=time.monotonic)
+    # Once a batch failed to be written or committed, the batches behind it must not commit: they
+    # would start past a hole (and say so, hiding why the first one failed).
     failed: bool = False
+
+    def add(self, batch: lake.Batch, raw_files: list[str], quarantine_files: list[str]) -> None:
+        self.pending.append((batch, raw_files, quarantine_files))
+        if quarantine_files:
+            self.quarantined_until[lake.partition_key(batch.generation, batch.partition)] = batch.end
+        if time.monotonic() - self.last_commit >= self.interval_s:
+            self.commit()
+
+    def commit(self) -> None:
+        """Commit the batches written since the last commit."""
+        if self.failed or not self.pending:
+            return
+        committing = time.monotonic()
+        try:
+            self.state = self.tables.commit_batches(self.state, self.pending)
+        except BaseException:
+            self.failed = True
+            raise
+        seconds = time.monotonic() - committing
+        failpoint("after-commit")
+        self.last_commit = time.monotonic()
+        for batch, _, _ in self.pending:
+            report = self.reports[batch.partition]
+            report.commit_seconds += seconds / len(self.pending)
+            report.rows += batch.rows
+            report.quarantined += batch.quarantined
+            report.tombstones += batch.tombstones
+            report.files.extend(batch.files)
+            report.bytes += batch.bytes
+            report.batches += 1
+            _mirror_commit(self.consumer, batch.topic, batch.partition, batch.end)
+        log.info("%s: committed %d batches in %.2f s", self.tables.topic, len(self.pending), seconds)
+        self.pending = []
 
 
 def _drain_ranges(
@@ -481,14 +521,12 @@ def _drain_ranges(
                     in_flight.popleft().result()
                 piece = OffsetRange(raw.partition, start, end)
                 parsing = parser.submit(_parse_batch, contract, raw, s, committer.tables.raw.schema())
-                report = reports[raw.partition]
-                in_flight.append(
-                    writer.submit(_store_batch, consumer, committer, contract, parsing, piece, report, generation)
-                )
+                in_flight.append(writer.submit(_store_batch, committer, contract, parsing, piece, generation))
         finally:
             # The batches already cut are committed in order whatever stopped the reading.
             while in_flight:
                 in_flight.popleft().result()
+            committer.commit()
 
 
 def _parse_batch(contract: Contract, raw: RawBatch, s: Settings, schema: IcebergSchema) -> tuple[Parsed, float]:
@@ -508,32 +546,29 @@ def _parse_batch(contract: Contract, raw: RawBatch, s: Settings, schema: Iceberg
 
 
 def _store_batch(
-    consumer: Consumer,
     committer: _Committer,
     contract: Contract,
     parsing: Future[tuple[Parsed, float]],
     piece: OffsetRange,
-    report: PartitionReport,
     generation: int,
 ) -> None:
     if committer.failed:
         return
     try:
-        _write_and_commit(consumer, committer, contract, parsing, piece, report, generation)
+        _write(committer, contract, parsing, piece, generation)
     except BaseException:
         committer.failed = True
         raise
 
 
-def _write_and_commit(
-    consumer: Consumer,
+def _write(
     committer: _Committer,
     contract: Contract,
     parsing: Future[tuple[Parsed, float]],
     piece: OffsetRange,
-    report: PartitionReport,
     generation: int,
 ) -> None:
+    """Write a parsed batch's files and queue it for the next commit."""
     parsed, parse_seconds = parsing.result()
     batch_started = time.monotonic()
     key = lake.partition_key(generation, piece.partition)
@@ -555,24 +590,12 @@ def _write_and_commit(
         seconds=parse_seconds + time.monotonic() - batch_started,
         generation=generation,
     )
-    committing = time.monotonic()
-    committer.state = committer.tables.commit_batch(committer.state, batch, raw_files, quarantine_files)
-    if quarantine_files:
-        committer.quarantined_until[key] = piece.end
-    report.commit_seconds += time.monotonic() - committing
-    failpoint("after-commit")
-    _mirror_commit(consumer, contract.topic, piece.partition, piece.end)
-    report.rows += batch.rows
-    report.quarantined += batch.quarantined
-    report.tombstones += batch.tombstones
-    report.files.extend(batch.files)
-    report.bytes += written
-    report.batches += 1
     log.info(
         "%s[%d]: offsets %d-%d, %d rows, %d quarantined, %d files, %.2f s",
         contract.topic, piece.partition, piece.start, piece.end, batch.rows, batch.quarantined, len(batch.files),
         batch.seconds,
     )  # fmt: skip
+    committer.add(batch, raw_files, quarantine_files)
 
 
 def _mirror_commit(consumer: Consumer, topic: str, partition: int, end: int) -> None:
@@ -629,7 +652,9 @@ def drain(
                     losses += lost
                     progress = state.progress()
                     todo = plan(progress, marks) if ranges is None else _clip(ranges, progress, marks)
-                    committer = _Committer(tables, state, tables.quarantined_until())
+                    committer = _Committer(
+                        tables, state, tables.quarantined_until(), s.commit_interval_s, consumer, reports
+                    )
                     _drain_ranges(consumer, committer, contract, todo, s, stall_timeout_s, generation, reports)
                     break
                 except _OffsetsRemoved as exc:

@@ -189,7 +189,7 @@ OFFSETS = "lakehouse.offsets"
 GENERATION = "lakehouse.generation"
 TOPIC_IDS = "lakehouse.topic-ids"
 LOSSES = "lakehouse.losses"
-BATCH = "lakehouse.batch"
+BATCH = "lakehouse.batch"  # the batches a commit holds: partition, range, rows, quarantined, seconds
 REPLAY = "lakehouse.replay"  # the raw files a quarantine replay moved records into
 
 
@@ -409,13 +409,30 @@ class TopicTables:
         self._written[path] = table.schema
         return len(output.to_input_file())
 
-    def commit_batch(self, base: State, batch: Batch, raw_files: list[str], quarantine_files: list[str]) -> State:
-        """The batch's quarantined records, then the batch itself, each by one compare-and-swap
-        commit against the snapshot its plan read. The raw commit is the batch's commit point."""
-        new = base.advanced(batch.generation, batch.partition, batch.start, batch.end)
-        described = json.dumps({k: v for k, v in asdict(batch).items() if k not in ("topic", "files")})
+    def commit_batch(
+        self, base: State, batch: Batch, raw_files: Sequence[str], quarantine_files: Sequence[str]
+    ) -> State:
+        """One batch in one commit of each table (see `commit_batches`)."""
+        return self.commit_batches(base, [(batch, raw_files, quarantine_files)])
+
+    def commit_batches(self, base: State, batches: Sequence[tuple[Batch, Sequence[str], Sequence[str]]]) -> State:
+        """Batches (each with its raw and its quarantine files) in one commit of each table: the
+        quarantined records first, then the batches themselves, each a compare-and-swap against
+        the snapshot the plan read. The raw commit is the batches' commit point."""
+        new = base
+        until = self.quarantined_until()
+        quarantine_files: list[str] = []
+        raw_files: list[str] = []
+        for batch, raw, quarantine in batches:
+            new = new.advanced(batch.generation, batch.partition, batch.start, batch.end)
+            raw_files += raw
+            if quarantine:
+                quarantine_files += quarantine
+                until[partition_key(batch.generation, batch.partition)] = batch.end
+        described = json.dumps(
+            [{k: v for k, v in asdict(batch).items() if k not in ("topic", "files")} for batch, _, _ in batches]
+        )
         if quarantine_files:
-            until = self.quarantined_until() | {partition_key(batch.generation, batch.partition): batch.end}
             self.commit_quarantine(quarantine_files, until, {BATCH: described})
         failpoint("between-commits")
         return self.commit_state(base, new, raw_files, {BATCH: described})

@@ -117,7 +117,8 @@ def assert_verify_passes(env: dict) -> dict:
 
 
 def drain_env(**extra: str) -> dict:
-    return {**os.environ, "LAKEHOUSE_BATCH_MAX_RECORDS": "400", **extra}
+    # Every batch its own commit, so that each point of a batch's life is reached batch after batch.
+    return {**os.environ, "LAKEHOUSE_BATCH_MAX_RECORDS": "400", "LAKEHOUSE_COMMIT_INTERVAL_S": "0", **extra}
 
 
 def test_sigkill_at_every_point_of_a_batch_while_producing_loses_nothing_and_doubles_nothing(kafka_env, lake_home):

@@ -37,9 +37,8 @@ def batches(home) -> dict[int, list[tuple[int, int]]]:
     table = lake_tables.lake_catalog(home).load_table(f"raw.{TOPIC}")
     found: dict[int, list[tuple[int, int]]] = {}
     for snapshot in table.snapshots():
-        batch = (snapshot.summary.additional_properties if snapshot.summary else {}).get("lakehouse.batch")
-        if batch:
-            described = json.loads(batch)
+        held = (snapshot.summary.additional_properties if snapshot.summary else {}).get("lakehouse.batch")
+        for described in json.loads(held or "[]"):
             found.setdefault(described["partition"], []).append((described["start"], described["end"]))
     return found
 
