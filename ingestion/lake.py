@@ -25,7 +25,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.table import Table
 
-PENDING = ".pending"
 # Which generation of its topic a row belongs to (0 until the topic was deleted and created again).
 GENERATION_COLUMN = "_generation"
 # A drain or compaction file (`g<N>-` first in a later generation of the topic), or (with `-r<n>`)
@@ -107,7 +105,7 @@ class Batch:
     rows: int
     quarantined: int
     tombstones: int
-    files: tuple[str, ...]  # relative to LAKEHOUSE_HOME
+    files: tuple[str, ...]  # URIs in the tables' folders
     bytes: int
     seconds: float
     committed_at: float = field(default_factory=time.time)
@@ -146,48 +144,9 @@ def replay_file_name(partition: int, start: int, end: int, replay: int, generati
     return data_file_name(partition, start, end, generation).removesuffix(".parquet") + f"-r{replay}.parquet"
 
 
-def topic_dir(root: Path, topic: str) -> Path:
-    return root / topic
-
-
-def write_pending(table: pa.Table, path: Path) -> int:
-    """Write a Parquet file under its pending name, durably; return its size in bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pending = path.with_name(path.name + PENDING)
-    # A column with many distinct values (ids, amounts) outgrows a 64 KiB dictionary at once and
-    # is stored plain. On the drain benchmark's records that writes a quarter faster and a quarter
-    # smaller than the default 1 MiB limit; on CMS rows in 250,000-row files it is 10% larger, and
-    # `compact` rewrites closed days with the default limit.
-    pq.write_table(table, pending, compression="zstd", row_group_size=256 * 1024, dictionary_pagesize_limit=64 << 10)
-    fsync_file(pending)
-    return pending.stat().st_size
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def publish(path: Path) -> None:
-    """Make a committed file visible to readers (idempotent)."""
-    pending = path.with_name(path.name + PENDING)
-    if pending.exists():
-        os.replace(pending, path)
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # The raw table's snapshot summaries carry the topic's whole state (see the module's docstring).
 OFFSETS = "lakehouse.offsets"
 GENERATION = "lakehouse.generation"
-TOPIC_IDS = "lakehouse.topic-ids"
 LOSSES = "lakehouse.losses"
 BATCH = "lakehouse.batch"  # the batches a commit holds: partition, range, rows, quarantined, seconds
 REPLAY = "lakehouse.replay"  # the raw files a quarantine replay moved records into

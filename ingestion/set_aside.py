@@ -9,7 +9,7 @@ per failing (row, expectation): `_generation, _kafka_partition, _kafka_offset, s
 reason, set_aside_at` (`_generation`: of the topic, 0 until it was deleted and created again). A file's name is derived from the suite and the offsets that run validated, so a gate
 retried after a crash (its mark not yet moved) rewrites the same file, and replaces the file of an
 interrupted try over a shorter range from the same mark. Files are written under a pending name and
-renamed into place, as the drain does (`ingestion/lake.py`); readers only glob `*.parquet`.
+renamed into place; readers only glob `*.parquet`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion.config import Settings
-from ingestion.lake import PENDING, fsync_file, publish
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +45,8 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
+# A file being written: no reader's `*.parquet` glob matches it.
+PENDING = ".pending"
 
 
 def topic_dir(settings: Settings, topic: str) -> Path:
@@ -83,8 +85,14 @@ def _write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pending = path.with_name(path.name + PENDING)
     pq.write_table(table, pending, compression="zstd")
-    fsync_file(pending)
-    publish(path)
+    with open(pending, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(pending, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def record(

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 
 from ingestion import set_aside
 from ingestion.config import settings
-from ingestion.lake import PENDING
+from ingestion.set_aside import PENDING
 
 
 def failing(*coordinates: tuple[int, int], expectation: str = "expect_column_values_to_be_between") -> pd.DataFrame:
