@@ -552,24 +552,20 @@ def _store_batch(
     piece: OffsetRange,
     generation: int,
 ) -> None:
+    """Write a parsed batch's files and queue it for the next commit."""
     if committer.failed:
         return
     try:
-        _write(committer, contract, parsing, piece, generation)
+        _write(committer, contract, parsing.result(), piece, generation)
     except BaseException:
         committer.failed = True
         raise
 
 
 def _write(
-    committer: _Committer,
-    contract: Contract,
-    parsing: Future[tuple[Parsed, float]],
-    piece: OffsetRange,
-    generation: int,
+    committer: _Committer, contract: Contract, parsed_in: tuple[Parsed, float], piece: OffsetRange, generation: int
 ) -> None:
-    """Write a parsed batch's files and queue it for the next commit."""
-    parsed, parse_seconds = parsing.result()
+    parsed, parse_seconds = parsed_in
     batch_started = time.monotonic()
     key = lake.partition_key(generation, piece.partition)
     failpoint("before-write")

@@ -70,13 +70,17 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     local_kafka.stop()
 
 
+SHARED_LAKE = ("LAKEHOUSE_CATALOG_URI", "LAKEHOUSE_WAREHOUSE", "LAKEHOUSE_S3_ENDPOINT")
+
+
 @pytest.fixture
 def lake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty LAKEHOUSE_HOME for one test; settings derived from it (Dagster, dbt) follow."""
     home = tmp_path / "lake"
     home.mkdir()
     monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
-    for name in ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
+    # The catalog and warehouse under this home too, never a shared one from the developer's shell.
+    for name in ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH", *SHARED_LAKE):
         monkeypatch.delenv(name, raising=False)
     from ingestion.config import export_for_subprocesses
 

@@ -13,10 +13,7 @@ from ingestion.config import settings
 
 
 @pytest.fixture
-def lake(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
-    monkeypatch.delenv("LAKEHOUSE_CATALOG_URI", raising=False)
-    monkeypatch.delenv("LAKEHOUSE_WAREHOUSE", raising=False)
+def lake(lake_home):
     return settings()
 
 

@@ -108,10 +108,7 @@ def test_mart_names_are_the_models_under_marts_that_built_well():
 
 
 @pytest.fixture
-def warehouse(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
-    monkeypatch.delenv("LAKEHOUSE_CATALOG_URI", raising=False)
-    monkeypatch.delenv("LAKEHOUSE_WAREHOUSE", raising=False)
+def warehouse(lake_home):
     return settings()
 
 
