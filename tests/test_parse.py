@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 
 from ingestion.config import RecordLimits
-from ingestion.parse import QUARANTINE_SCHEMA, event_dates, parse
+from ingestion.contracts import Contract
+from ingestion.parse import QUARANTINE_SCHEMA, parse, partition_column, partition_days
 from ingestion.records import RawBatch
 from ingestion.streams.prices import CONTRACT
 
@@ -137,11 +138,17 @@ def test_a_declared_field_that_changes_type_is_quarantined_as_wrong_type():
     assert parsed.quarantine["reason"][0].as_py().startswith("wrong type")
 
 
-def test_rows_land_on_the_date_of_their_event_time_else_their_kafka_timestamp():
+def test_rows_land_on_the_day_of_their_event_time_and_a_tombstone_without_one_on_no_day():
     parsed = parse(batch(good(ts="2021-03-10 23:59:59.999"), None), CONTRACT, record_max_bytes=500)
-    dates = event_dates(parsed.table, CONTRACT)
-    assert [d.isoformat() for d in dates.to_pylist()] == ["2021-03-10", "2021-03-10"]
-    assert dates.type == pa.date32()
+    days = partition_days(parsed.table, CONTRACT)
+    assert [d and d.isoformat() for d in days.to_pylist()] == ["2021-03-10", None]
+    assert days.type == pa.date32()
+
+
+def test_a_stream_without_an_event_time_is_partitioned_by_the_day_of_its_kafka_timestamp():
+    untimed = Contract(stream="t", topic="t", schema=CONTRACT.schema, required=CONTRACT.required)
+    assert partition_column(untimed) == "_kafka_timestamp"
+    assert partition_column(CONTRACT) == "ts"
 
 
 def test_a_raw_json_stream_keeps_any_json_as_text_and_quarantines_the_rest():
