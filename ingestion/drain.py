@@ -382,6 +382,7 @@ def _conform_to_table(table: pa.Table, schema: IcebergSchema, table_name: str) -
 
     from ingestion.parse import text_column
 
+    table = _one_column_per_name(table, [f.name for f in schema.fields])
     top = {f.name: f for f in schema.fields}
     misfits: dict[int, str] = {}
     for f in table.schema:
@@ -429,6 +430,30 @@ def _conform_to_table(table: pa.Table, schema: IcebergSchema, table_name: str) -
     if misfits:
         table = table.filter(pc.invert(pc.is_in(table["_kafka_offset"], pa.array(list(misfits), pa.int64()))))
     return table, misfits
+
+
+def _one_column_per_name(table: pa.Table, held: list[str]) -> pa.Table:
+    """Fields whose names differ only in case (`average_Medicare_allowed_amt` in one release of a
+    file, `average_medicare_allowed_amt` in the next) as one column, under the spelling the table
+    already has, else the first one seen: most engines (DuckDB, Spark) resolve names regardless of
+    case and cannot read a table that has both. The values are coalesced, as text where the types
+    differ."""
+    from ingestion.parse import text_column
+
+    spelling = {name.casefold(): name for name in reversed(held)}
+    groups: dict[str, list[str]] = {}
+    for name in table.column_names:
+        groups.setdefault(spelling.setdefault(name.casefold(), name), []).append(name)
+    for canonical, names in groups.items():
+        if names == [canonical]:
+            continue
+        columns = [table[name] for name in names]
+        if len({c.type for c in columns}) > 1:
+            columns = [text_column(c) for c in columns]
+        merged = pc.coalesce(*columns) if len(columns) > 1 else columns[0]
+        position = table.schema.get_field_index(names[0])
+        table = table.drop_columns(names[1:]).set_column(position, canonical, merged)
+    return table
 
 
 def _is_number(t: pa.DataType) -> bool:

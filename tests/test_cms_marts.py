@@ -243,7 +243,14 @@ def test_the_marts_equal_independent_figures_over_every_spelling_then_take_in_a_
     assert_marts_match(lake_home, latest([*files, (2017, correction)]))
     assert mart(lake_home, "select count(*) from int_cms__provider_services_deduped")[0][0] == stored
     mark = json.loads((lake_home / "gates" / TOPIC / "raw_provider_services.json").read_text())
-    assert sum(mark.values()) == len(rows) + 6  # every offset stored (the copyright row too) has passed
+    assert sum(mark["offsets"].values()) == len(rows) + 6  # every offset stored (the copyright row too) has passed
+    assert (
+        mark["snapshot_id"]
+        == lake_tables.lake_catalog(lake_home)
+        .load_table(f"raw.{TOPIC.replace('.', '_')}")
+        .current_snapshot()
+        .snapshot_id
+    )
 
     # A row that breaks the suite is set aside with its reasons; the marts build without it.
     before = mart(lake_home, "select * from cms_procedure_reach order by hcpcs_code")

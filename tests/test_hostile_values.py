@@ -131,3 +131,24 @@ def test_an_undeclared_field_whose_type_drifts_between_batches_conforms_to_the_r
         conformed, misfits = _conform_to_table(drifting, table_schema, "raw.t")
         assert conformed["_kafka_offset"].to_pylist() == [21]
         assert list(misfits) == [20] and misfits[20].startswith("type drift: field qty is long in raw.t")
+
+
+def test_fields_whose_names_differ_only_in_case_are_one_column_under_the_tables_spelling():
+    import pyarrow as pa
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField
+
+    from ingestion.drain import _conform_to_table
+
+    batch = pa.table(
+        {
+            "NPI": pa.array([1, None]),  # the table spells it `npi`
+            "average_Medicare_amt": pa.array([1.5, None]),
+            "average_medicare_amt": pa.array([None, 2.5]),  # the next release's spelling
+            "_kafka_offset": pa.array([0, 1], pa.int64()),
+        }
+    )
+    conformed, misfits = _conform_to_table(batch, Schema(NestedField(1, "npi", LongType())), "raw.t")
+    assert misfits == {}
+    assert conformed.column_names == ["npi", "average_Medicare_amt", "_kafka_offset"]
+    assert conformed["average_Medicare_amt"].to_pylist() == [1.5, 2.5]
