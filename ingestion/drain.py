@@ -656,7 +656,7 @@ def drain(
         tables = lake.TopicTables.open(s, contract)
         if finished := tables.finish_replays():
             log.info("%s: finished %d quarantine replays a crash had interrupted", topic, finished)
-        orphans = tables.remove_orphans(s.orphan_min_age_s)
+        orphans = _sweep_orphans(s, tables)
         if orphans:
             log.info("%s: deleted %d files a crash left uncommitted", topic, orphans)
         consumer = kafka.consumer(CONSUMER_GROUP)
@@ -705,6 +705,17 @@ def drain(
         table=f"raw.{lake.table_name(topic)}",
         snapshot_id=snapshot.snapshot_id if snapshot else None,
     )
+
+
+def _sweep_orphans(s: Settings, tables: lake.TopicTables) -> int:
+    """Delete the files a crash left uncommitted, at most once per orphan age: a younger file is
+    never deleted anyway, and the sweep reads every live manifest of both tables."""
+    marker = s.locks_dir / f"{tables.topic}.swept"
+    if marker.exists() and time.time() - marker.stat().st_mtime < s.orphan_min_age_s:
+        return 0
+    deleted = tables.remove_orphans(s.orphan_min_age_s)
+    marker.touch()
+    return deleted
 
 
 def _close_without_waiting_for_the_broker(consumer: Consumer, wait_s: float = 2.0) -> None:

@@ -496,11 +496,18 @@ class TopicTables:
         return expired
 
     def referenced_files(self) -> set[str]:
-        """Every data file a live snapshot of either table references."""
+        """Every data file a manifest of a live snapshot of either table names (those a snapshot
+        deleted too: an older snapshot still reads them). Each manifest is read once: an append
+        keeps its parent's manifests, so listing each snapshot's files would read them again and
+        again."""
         referenced: set[str] = set()
         for table in (self.raw, self.quarantine):
-            if table is not None and table.current_snapshot() is not None:
-                referenced.update(f["file_path"] for f in data_files(table, every_snapshot=True))
+            if table is None:
+                continue
+            manifests = {m.manifest_path: m for snapshot in table.snapshots() for m in snapshot.manifests(table.io)}
+            for manifest in manifests.values():
+                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+                    referenced.add(entry.data_file.file_path)
         return referenced
 
     def remove_orphans(self, older_than_s: float) -> int:

@@ -145,8 +145,9 @@ def test_sigkill_at_every_point_of_a_batch_while_producing_loses_nothing_and_dou
         producer.stop()
     assert kills >= 20
 
-    # The rest in few commits: a commit's cost grows with the table's snapshots (hundreds by now).
-    rest = drain_env(LAKEHOUSE_COMMIT_INTERVAL_S="2")
+    # The rest (most of what was sent: each killed drain stored a batch or two) in large batches and
+    # few commits: a commit's cost grows with the table's snapshots, hundreds by now.
+    rest = drain_env(LAKEHOUSE_COMMIT_INTERVAL_S="2", LAKEHOUSE_BATCH_MAX_RECORDS="20000")
     final = subprocess.run([LAKEHOUSE, "drain", TOPIC], env=rest, capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stderr
     assert_every_offset_once(lake_home, kafka_env)
@@ -228,6 +229,7 @@ def test_a_failed_dagster_drain_run_is_planned_again_and_its_retry_completes_the
         )
 
     monkeypatch.setenv("LAKEHOUSE_BATCH_MAX_RECORDS", "200")
+    monkeypatch.setenv("LAKEHOUSE_COMMIT_INTERVAL_S", "0")  # every batch its own commit: the third one fails
     monkeypatch.setenv("LAKEHOUSE_FAILPOINT", f"{point}@3:raise")
     failed = tick_and_run()
     assert not failed.success
