@@ -53,9 +53,7 @@ def build_ids(name: str) -> list[str]:
 
 
 @pytest.mark.integration
-def test_each_good_build_publishes_every_prices_mart_as_one_iceberg_snapshot_with_its_build_id(
-    kafka_env, lake_home, monkeypatch
-):
+def test_each_good_build_publishes_every_prices_mart_as_one_iceberg_snapshot_with_its_build_id(kafka_env, lake_home):
     recreate_topics(kafka_env, "prices")
     lakehouse("produce", "prices", "--count", "300")
     lakehouse("drain", "prices")
@@ -69,17 +67,12 @@ def test_each_good_build_publishes_every_prices_mart_as_one_iceberg_snapshot_wit
     assert stats.current_snapshot().summary[BUILT_AT].endswith("+00:00")
     assert {name for _, name in catalog(settings()).list_tables("marts")} == set(PRICES_MARTS)  # no staging
 
-    # A catalog that cannot be reached: the build is still good, each mart is named in a warning.
-    monkeypatch.setenv("LAKEHOUSE_CATALOG_URI", f"sqlite:///{lake_home}/warehouse.duckdb/not-a-folder/catalog.db")
-    _, logged = build_prices()
-    assert "mart" in logged and "prices_symbol_stats" in logged and "next good build publishes" in logged
-    monkeypatch.delenv("LAKEHOUSE_CATALOG_URI")
-    assert build_ids("prices_symbol_stats") == [first]
-
-    # The next good build publishes again: one more snapshot per mart, with its own build id.
-    third, _ = build_prices()
+    # The next good build publishes again: one more snapshot per mart, with its own build id. (A
+    # publication that fails leaves the build good: the unit tests below cover it; with the raw
+    # tables in the same catalog, a catalog out of reach now stops the gates first.)
+    second, _ = build_prices()
     for name in PRICES_MARTS:
-        assert build_ids(name) == [first, third]
+        assert build_ids(name) == [first, second]
         assert iceberg_rows(name) == duckdb_rows(name)
 
 
