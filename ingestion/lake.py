@@ -496,8 +496,8 @@ class TopicTables:
         return expired
 
     def referenced_files(self) -> set[str]:
-        """Every data file a manifest of a live snapshot of either table names (those a snapshot
-        deleted too: an older snapshot still reads them). Each manifest is read once: an append
+        """Every data file a live snapshot of either table reads (a file a later snapshot deleted is
+        still live in the manifests of the older ones). Each manifest is read once: an append
         keeps its parent's manifests, so listing each snapshot's files would read them again and
         again."""
         referenced: set[str] = set()
@@ -506,7 +506,7 @@ class TopicTables:
                 continue
             manifests = {m.manifest_path: m for snapshot in table.snapshots() for m in snapshot.manifests(table.io)}
             for manifest in manifests.values():
-                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
                     referenced.add(entry.data_file.file_path)
         return referenced
 
