@@ -357,6 +357,7 @@ class TopicTables:
 
     def write(self, table: pa.Table, path: str) -> int:
         """Write a Parquet file where the table's files live (a folder or a bucket); return its size."""
+        table = _in_microseconds(table)
         output = self.raw.io.new_output(path)
         with output.create(overwrite=True) as stream:
             # A column with many distinct values (ids, amounts) outgrows a 64 KiB dictionary at
@@ -536,6 +537,15 @@ class TopicTables:
                     fs.delete_file(info.path)
                     deleted += 1
         return deleted
+
+
+def _in_microseconds(table: pa.Table) -> pa.Table:
+    """Timestamps as Iceberg stores them, in microseconds: Spark's Iceberg reader takes the
+    milliseconds of a file as microseconds (a tick of 2026 read as one of January 1970)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type) and f.type.unit in ("s", "ms"):
+            table = table.set_column(i, f.name, table.column(i).cast(pa.timestamp("us", tz=f.type.tz)))
+    return table
 
 
 def data_files(table: Table | None, every_snapshot: bool = False) -> list[dict]:
