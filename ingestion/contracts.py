@@ -50,4 +50,9 @@ class Contract:
     @property
     def table_name(self) -> str:
         """The topic as a SQL-friendly name: `cms.provider_services` -> `cms_provider_services`."""
-        return self.topic.replace(".", "_").replace("-", "_")
+        return table_name(self.topic)
+
+
+def table_name(topic: str) -> str:
+    """A topic as a SQL-friendly name: `cms.provider_services` -> `cms_provider_services`."""
+    return topic.replace(".", "_").replace("-", "_")

@@ -367,7 +367,7 @@ def _conform_to_table(table: pa.Table, schema: IcebergSchema, table_name: str) -
     """The schema-drift rule at the table's edge: an Iceberg column keeps its type for ever (it can
     only widen, int to long, float to double), while an undeclared field's JSON type may change
     from one batch to the next. A column the table does not have yet is added as it comes, at the
-    commit (`lake._evolve_schema`), except one all null in this batch, which is left out (reading
+    commit (`lake._commit` adds it to the schema), except one all null in this batch, which is left out (reading
     it gives null all the same) so that it does not fix the type of values yet to come. A column
     the table has, of a type that does not widen to the table's: as text when the table's column
     is a string (nested values as JSON text, as `parse` unifies the pieces of a batch); numbers

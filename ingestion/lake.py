@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from ingestion.catalog import TABLE_PROPERTIES, catalog
 from ingestion.config import Settings
-from ingestion.contracts import Contract
+from ingestion.contracts import Contract, table_name
 from ingestion.failpoints import failpoint
 
 log = logging.getLogger(__name__)
@@ -258,11 +258,6 @@ def refuse_old_layout(settings: Settings) -> None:
             f"{settings.home} holds a lake of the layout before the Iceberg tables ({settings.ledger_path}): "
             "run `lakehouse migrate` to move it into them"
         )
-
-
-def table_name(topic: str) -> str:
-    """The topic as a SQL-friendly name: `cms.provider_services` -> `cms_provider_services`."""
-    return topic.replace(".", "_").replace("-", "_")
 
 
 class TopicTables:
@@ -548,15 +543,15 @@ def _in_microseconds(table: pa.Table) -> pa.Table:
     return table
 
 
-def data_files(table: Table | None, every_snapshot: bool = False) -> list[dict]:
-    """The data files of the table's current snapshot (of every live snapshot with
-    `every_snapshot`): `file_path`, `record_count`, `file_size_in_bytes`, `partition`. pyiceberg's
+def data_files(table: Table | None) -> list[dict]:
+    """The data files of the table's current snapshot: `file_path`, `record_count`,
+    `file_size_in_bytes`, `partition`. pyiceberg's
     own listing fails on a snapshot without any manifest (a commit that added no file)."""
     if table is None or table.current_snapshot() is None:
         return []
     columns = ["file_path", "record_count", "file_size_in_bytes", "partition"]
     try:
-        listed = table.inspect.all_data_files() if every_snapshot else table.inspect.data_files()
+        listed = table.inspect.data_files()
     except pa.ArrowInvalid:  # "Must pass at least one table": no manifest to list
         return []
     return listed.select(columns).to_pylist()

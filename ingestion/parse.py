@@ -239,10 +239,6 @@ def _with_metadata(
 
 def quarantined(batch: RawBatch, bad: dict[int, str]) -> pa.Table:
     """The records of `batch` at the indices of `bad` as quarantine rows, each with its reason."""
-    return _quarantine(batch, bad)
-
-
-def _quarantine(batch: RawBatch, bad: dict[int, str]) -> pa.Table:
     order = pa.array(sorted(bad), pa.int64())
     headers = batch.headers_of(sorted(bad)) if bad else {}
     return pa.table(
@@ -396,7 +392,7 @@ def parse(batch: RawBatch, contract: Contract, record_max_bytes: int, limits: Re
     else:
         empty = pa.table({f.name: pa.nulls(0, f.type) for f in schema})
         table = _with_metadata(empty, batch, pa.array([], pa.int64()), False, contract)
-    return Parsed(table=table, quarantine=_quarantine(batch, bad), tombstones=len(tombstones))
+    return Parsed(table=table, quarantine=quarantined(batch, bad), tombstones=len(tombstones))
 
 
 def _unify_undeclared(tables: list[pa.Table], contract: Contract) -> list[pa.Table]:

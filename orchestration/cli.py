@@ -337,6 +337,7 @@ def compact(topic: str, target_mb: int, before) -> None:
 @cli.command()
 def migrate() -> None:
     """Move a lake written before the Iceberg tables (raw/_ledger.sqlite) into raw.<table> and quarantine.<table>."""
+    from ingestion.contracts import table_name
     from ingestion.migrate import migrate as run_migrate
     from ingestion.migrate import old_layout
 
@@ -346,7 +347,7 @@ def migrate() -> None:
         return
     report = run_migrate(s)
     for topic, files in report.topics.items():
-        click.echo(f"{topic}: {files} files rewritten into raw.{topic.replace('.', '_').replace('-', '_')}")
+        click.echo(f"{topic}: {files} files rewritten into raw.{table_name(topic)}")
     for topic in report.already:
         click.echo(f"{topic}: its tables already hold data; left alone")
     click.echo(f"the old files stay in {s.raw_dir} and {s.quarantine_dir}: delete them once the marts look right")
