@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion.catalog import TABLE_PROPERTIES, catalog
+from ingestion.catalog import TABLE_PROPERTIES, catalog, transaction
 from ingestion.config import Settings
 from ingestion.contracts import Contract, table_name
 from ingestion.failpoints import failpoint
@@ -579,7 +579,7 @@ def _commit(
     from pyiceberg.table.update.snapshot import _OverwriteFiles
 
     try:
-        with table.transaction() as tx:
+        with transaction(table) as tx:
             if adding_columns:
                 with tx.update_schema() as update:
                     update.union_by_name(pa.schema(adding_columns))
@@ -602,7 +602,7 @@ def _commit(
                         rewrite.append_data_file(data_file)
     except CommitFailedException as exc:
         raise Fenced(f"{table.name()}: another writer committed first ({exc})") from exc
-    return table.refresh()
+    return table  # the commit left it at the snapshot it made: no second read of the catalog
 
 
 def _replace_files() -> type:

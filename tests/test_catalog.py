@@ -8,7 +8,7 @@ import pytest
 from pyiceberg.exceptions import CommitFailedException
 
 from ingestion import duck
-from ingestion.catalog import TABLE_PROPERTIES, catalog, warehouse_uri
+from ingestion.catalog import TABLE_PROPERTIES, catalog, transaction, warehouse_uri
 from ingestion.config import settings
 
 
@@ -35,6 +35,37 @@ def test_a_commit_planned_against_an_old_snapshot_is_refused_not_rebased(lake, t
         tx.add_files([str(path)], snapshot_properties={"writer": "second"})
     current = catalog(lake).load_table("raw.fenced")
     assert [s.summary["writer"] for s in current.snapshots()] == ["first"]
+
+
+def test_a_commit_through_the_lake_leaves_the_metadata_pyiceberg_itself_would(lake, tmp_path):
+    """The catalog works a transaction's metadata out once per update instead of deep-copying it
+    at every look; what it commits must not differ from pyiceberg's own path."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.table.update import update_table_metadata
+
+    rows = pa.table({"symbol": ["ACME"], "_kafka_offset": pa.array([0], pa.int64())})
+    ours = catalog(lake).create_table("raw.memo", schema=rows.schema, properties=TABLE_PROPERTIES)
+    for i in range(3):
+        path = tmp_path / f"rows-{i}.parquet"
+        pq.write_table(rows, path)
+        base = ours.metadata
+        with transaction(ours) as tx:
+            if i == 1:
+                with tx.update_schema() as update:
+                    update.union_by_name(pa.schema([pa.field("price", pa.float64())]))
+            tx.add_files([str(path)], snapshot_properties={"batch": str(i)})
+            staged = tx._updates
+        expected = update_table_metadata(base, staged, metadata_location=None)
+        assert ours.metadata.model_dump(exclude={"last_updated_ms", "metadata_log"}) == expected.model_dump(
+            exclude={"last_updated_ms", "metadata_log"}
+        )
+
+    stock = SqlCatalog("lakehouse", uri=lake.catalog_uri, warehouse=warehouse_uri(lake)).load_table("raw.memo")
+    assert stock.metadata == ours.metadata  # what the catalog holds is what the writer was left at
+    assert [s.summary["batch"] for s in stock.snapshots()] == ["0", "1", "2"]
+    assert [s.parent_snapshot_id for s in stock.snapshots()][1:] == [s.snapshot_id for s in stock.snapshots()][:-1]
+    assert len(stock.metadata.metadata_log) == 3  # the creation and each commit but the last
+    assert stock.schema().find_field("price") and stock.scan().to_arrow().num_rows == 3
 
 
 def test_duckdb_reads_a_table_with_the_extensions_from_the_wheels(lake):
