@@ -8,7 +8,8 @@
  * watermarks and offset commits stay with confluent-kafka.
  *
  * The declarations below are the few parts of librdkafka's public API this module uses; they are
- * those of rdkafka.h, whose ABI librdkafka keeps stable across releases.
+ * those of rdkafka.h 2.x, whose ABI librdkafka keeps stable within a major version. `load` returns
+ * the library's version (rd_kafka_version()) so that the caller refuses another major one.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -64,6 +65,7 @@ static struct {
     int (*last_error)(void);
     int (*consumer_close)(rd_kafka_t *);
     void (*destroy)(rd_kafka_t *);
+    int (*version)(void);
 } rk;
 
 static void *library = NULL;
@@ -73,7 +75,7 @@ static PyObject *load(PyObject *module, PyObject *arg) {
     if (path == NULL)
         return NULL;
     if (library != NULL)
-        Py_RETURN_NONE;
+        return PyLong_FromLong(rk.version());
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL)
         return PyErr_Format(PyExc_ImportError, "cannot load librdkafka from %s: %s", path, dlerror());
@@ -105,6 +107,7 @@ static PyObject *load(PyObject *module, PyObject *arg) {
         {(void **)&rk.last_error, "rd_kafka_last_error"},
         {(void **)&rk.consumer_close, "rd_kafka_consumer_close"},
         {(void **)&rk.destroy, "rd_kafka_destroy"},
+        {(void **)&rk.version, "rd_kafka_version"},
     };
     for (size_t i = 0; i < sizeof(symbols) / sizeof(symbols[0]); i++) {
         *symbols[i].slot = dlsym(handle, symbols[i].name);
@@ -114,7 +117,7 @@ static PyObject *load(PyObject *module, PyObject *arg) {
         }
     }
     library = handle;
-    Py_RETURN_NONE;
+    return PyLong_FromLong(rk.version());
 }
 
 typedef struct {
@@ -530,7 +533,7 @@ static PyTypeObject ReaderType = {
 };
 
 static PyMethodDef module_methods[] = {
-    {"load", load, METH_O, "load(path): use the librdkafka shared library at path"},
+    {"load", load, METH_O, "load(path) -> version: use the librdkafka shared library at path"},
     {NULL, NULL, 0, NULL},
 };
 

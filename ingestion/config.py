@@ -91,6 +91,9 @@ class Settings:
     # A drain commits the batches it has written at most this often (and when it is done): a
     # commit's cost grows with a table's snapshots, so fewer, larger commits keep it cheap.
     commit_interval_s: float
+    # The drain's Kafka reader: `c` (records copied straight into Arrow buffers), `python` (the
+    # confluent-kafka consumer, slower) or `auto`, the C one where it loads, else Python's.
+    kafka_reader: str = "auto"
 
     @property
     def raw_dir(self) -> Path:
@@ -170,7 +173,16 @@ def settings() -> Settings:
         orphan_min_age_s=_int("LAKEHOUSE_ORPHAN_MIN_AGE_S", 3600),
         snapshot_keep_days=_int("LAKEHOUSE_SNAPSHOT_KEEP_DAYS", 7),
         commit_interval_s=_float("LAKEHOUSE_COMMIT_INTERVAL_S", 2.0),
+        kafka_reader=_choice("LAKEHOUSE_KAFKA_READER", ("auto", "c", "python")),
     )
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first is the default)."""
+    value = (os.environ.get(name) or choices[0]).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {os.environ[name]!r}")
+    return value
 
 
 def duckdb_extensions_dir() -> Path:

@@ -110,7 +110,7 @@ def consumer(group_id: str, **overrides: object) -> Consumer:
 
 def batch_consumer(group_id: str, **overrides: object) -> BatchConsumer:
     """A consumer that reads records as Arrow columns (the drain's reader), with the same settings."""
-    return BatchConsumer(_consumer_settings(group_id, **overrides), _CLIENT_LOG)
+    return BatchConsumer(_consumer_settings(group_id, **overrides), _CLIENT_LOG, settings().kafka_reader)
 
 
 def wait_until_ready(timeout_s: float = 30.0) -> None:
