@@ -83,11 +83,25 @@ def sqlalchemy_uri(uri: str) -> str:
     return uri
 
 
+def catalog_exists(settings: Settings) -> bool:
+    """False only where the catalog is surely not there yet: a SQLite file not created."""
+    uri = sqlalchemy_uri(settings.catalog_uri)
+    return not uri.startswith("sqlite:///") or os.path.exists(uri.removeprefix("sqlite:///"))
+
+
 def catalog(settings: Settings) -> SqlCatalog:
-    """The lake's catalog, its namespaces created on first use."""
+    """The lake's catalog, its namespaces created on first use; opened once per process and
+    place (an open costs a SQLAlchemy engine and a look at the namespaces)."""
+    key = (sqlalchemy_uri(settings.catalog_uri), warehouse_uri(settings), tuple(file_io_properties(settings).items()))
+    if not catalog_exists(settings):  # a SQLite file deleted since (a test's lake, a reset)
+        _open.cache_clear()
+    return _open(*key)
+
+
+@functools.lru_cache(maxsize=8)
+def _open(uri: str, warehouse: str, io_properties: tuple[tuple[str, str], ...]) -> SqlCatalog:
     SqlCatalog = _catalog_class()
 
-    uri, warehouse = sqlalchemy_uri(settings.catalog_uri), warehouse_uri(settings)
     if uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
     if warehouse.startswith("file://"):
@@ -98,7 +112,10 @@ def catalog(settings: Settings) -> SqlCatalog:
 
     for attempt in range(3):
         try:
-            opened = SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse, **file_io_properties(settings))
+            # An open catalog outlives connections a server may drop (a PostgreSQL restart): each
+            # is checked as it is taken from the pool.
+            ping = {} if uri.startswith("sqlite") else {"pool_pre_ping": "true"}
+            opened = SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse, **dict(io_properties), **ping)
             break
         except (IntegrityError, ProgrammingError):
             if attempt == 2:

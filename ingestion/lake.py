@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion.catalog import TABLE_PROPERTIES, catalog, transaction
+from ingestion.catalog import TABLE_PROPERTIES, catalog, catalog_exists, transaction
 from ingestion.config import Settings
 from ingestion.contracts import Contract, table_name
 from ingestion.failpoints import failpoint
@@ -290,9 +290,11 @@ class TopicTables:
     @classmethod
     def load(cls, settings: Settings, topic: str) -> TopicTables | None:
         """The topic's tables as they are, None before the first drain created them (a reader's view)."""
+        refuse_old_layout(settings)
+        if not catalog_exists(settings):  # nothing drained yet: no need to import pyiceberg to say so
+            return None
         from pyiceberg.exceptions import NoSuchTableError
 
-        refuse_old_layout(settings)
         opened = catalog(settings)
         name = table_name(topic)
         try:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import itertools
-import json
 from datetime import timedelta
 
 import dagster as dg
 import pytest
 
 from ingestion.streams import CONTRACTS, STREAMS
-from orchestration.defs.dbt import GATED_EAGER, WAREHOUSE_POOL, LakehouseTranslator, dbt_project, gated
+from orchestration.defs.dbt import GATED_EAGER, WAREHOUSE_POOL, LakehouseTranslator, gated
 from orchestration.defs.raw import raw_asset_key
+from orchestration.manifest import manifest as parsed_manifest
 
 PRICES_LINEAGE = [
     dg.AssetKey(["raw", "prices"]),
@@ -77,7 +77,7 @@ def test_a_mart_is_stale_after_three_sensor_intervals_without_a_build(defs):
 
 def test_a_short_sensor_interval_still_gives_a_freshness_window_dagster_accepts(monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_SENSOR_INTERVAL_S", "5")
-    manifest = json.loads(dbt_project().manifest_path.read_text())
+    manifest = parsed_manifest()
     node = LakehouseTranslator().get_asset_spec(manifest, "model.lakehouse.prices_symbol_stats", None)
     assert node.freshness_policy == dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=1))
 

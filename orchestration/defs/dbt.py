@@ -5,7 +5,6 @@ grouped by stream (the folder under the layer), so the UI shows each stream's li
 its raw topic to its marts. Every writer of the warehouse runs in one pool of size 1.
 """
 
-import json
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from functools import cache
@@ -16,12 +15,11 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from ingestion import duck, refresh
-from ingestion.config import REPO_ROOT, export_for_subprocesses, settings
-from orchestration.manifest import model_meta
+from ingestion.config import export_for_subprocesses, settings
+from orchestration.manifest import DBT_PROJECT_DIR, manifest, manifest_path, model_meta
 from orchestration.publish_marts import build_id_of, mart_names_of, publish_marts
 from orchestration.snapshots import publish_snapshot
 
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 WAREHOUSE_POOL = "duckdb_warehouse"
 PREVIEW_ROWS = 10
 
@@ -38,7 +36,8 @@ def gated(cron: str | None) -> dg.AutomationCondition:
 
 
 def dbt_project() -> DbtProject:
-    """The project, with its manifest parsed once per lake home (dbt's target folder lives there)."""
+    """The project, its builds writing into the lake home's dbt target folder. Its manifest is
+    not parsed here but once per version of the project's code (`orchestration/manifest.py`)."""
     s = settings()
     export_for_subprocesses(s)
     return _project_for(s.dbt_target_dir)
@@ -46,11 +45,7 @@ def dbt_project() -> DbtProject:
 
 @cache
 def _project_for(target_dir: Path) -> DbtProject:
-    project = DbtProject(project_dir=DBT_PROJECT_DIR, target_path=target_dir)
-    project.prepare_if_dev()
-    if not project.manifest_path.exists():
-        project.preparer.prepare(project)
-    return project
+    return DbtProject(project_dir=DBT_PROJECT_DIR, target_path=target_dir)
 
 
 class LakehouseTranslator(DagsterDbtTranslator):
@@ -86,11 +81,9 @@ def _layer(props: Mapping[str, Any]) -> str:
 
 
 def dbt_models() -> dg.AssetsDefinition:
-    project = dbt_project()
-
     @dbt_assets(
-        manifest=project.manifest_path,
-        project=project,
+        manifest=manifest_path(),
+        project=dbt_project(),
         dagster_dbt_translator=LakehouseTranslator(),
         pool=WAREHOUSE_POOL,
         name="lakehouse_dbt_models",
@@ -137,15 +130,15 @@ def replayed_topics(selected: set[str]) -> tuple[dict[str, dict], dict[str, dict
 
 def incremental_models_of(table: str) -> set[str]:
     """The incremental models downstream of a raw table (a source of `raw`), by name."""
-    manifest = json.loads(dbt_project().manifest_path.read_text())
-    sources = [uid for uid, s in manifest["sources"].items() if s["source_name"] == "raw" and s["name"] == table]
+    parsed = manifest()
+    sources = [uid for uid, s in parsed["sources"].items() if s["source_name"] == "raw" and s["name"] == table]
     seen, todo = set(), list(sources)
     while todo:
-        for child in manifest["child_map"].get(todo.pop(), []):
+        for child in parsed["child_map"].get(todo.pop(), []):
             if child not in seen:
                 seen.add(child)
                 todo.append(child)
-    nodes = manifest["nodes"]
+    nodes = parsed["nodes"]
     return {
         nodes[uid]["name"]
         for uid in seen
