@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import re
+import time
 from dataclasses import dataclass, field
 
 from expectations.gate import GateOutcome, publish_read_snapshots, run_gate
@@ -13,6 +18,8 @@ from ingestion.streams import EXPORTS
 from orchestration.publish_marts import build_id_of, mart_names_of, publish_marts
 from orchestration.snapshots import publish_snapshot
 
+dbt_log = logging.getLogger("dbt")
+
 
 @dataclass
 class StreamBuild:
@@ -23,6 +30,8 @@ class StreamBuild:
     row_counts: dict[str, int] = field(default_factory=dict)
     nothing_stored: list[str] = field(default_factory=list)  # topics with no raw file yet
     published: int | None = None  # messages the stream's export sent on, if it has one
+    dbt_summary: str | None = None  # dbt's own count of what it ran: "PASS=27 WARN=0 ERROR=0 SKIP=0 …"
+    seconds: float = 0.0
 
     @property
     def gates_passed(self) -> bool:
@@ -39,7 +48,37 @@ def run_gates(contracts: tuple[Contract, ...]) -> list[tuple[str, GateOutcome]]:
     return [(f"{c.topic}/{suite}", run_gate(s, c, suite)) for c in contracts for suite in c.suites]
 
 
+class _DbtLines(io.TextIOBase):
+    """What dbt says as the invocation re-emits it on stdout, as log lines: each model's and test's
+    line at DEBUG (`--verbose` shows them), its errors, failures and warnings at WARNING, and its
+    closing count kept for the build's summary."""
+
+    _TROUBLE = re.compile(r"\b(ERROR|FAIL|WARN|Error|Failure|Warning)\b")
+
+    def __init__(self) -> None:
+        self.summary: str | None = None
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if line.startswith("Done. PASS="):
+                self.summary = line.removeprefix("Done. ")
+                dbt_log.debug("%s", line)
+            else:
+                dbt_log.log(logging.WARNING if self._TROUBLE.search(line) else logging.DEBUG, "%s", line)
+        return len(text)
+
+
 def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
+    started = time.monotonic()
+    result = _build_stream(stream, contracts)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
     from orchestration.defs.dbt import dbt_resource
 
     s = settings()
@@ -54,8 +93,11 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
     # Rows a quarantine replay stored carry old offsets, which incremental models never take in.
     replayed = refresh.pending(s, [c.topic for c in contracts])
     args = ["build", "--select", selection] + (["--full-refresh"] if replayed else [])
-    invocation = dbt_resource().cli(args, raise_on_error=False)
-    invocation.wait()
+    said = _DbtLines()
+    with contextlib.redirect_stdout(said):
+        invocation = dbt_resource().cli(args, raise_on_error=False)
+        invocation.wait()
+    result.dbt_summary = said.summary
     result.dbt_ran = True
     result.dbt_succeeded = invocation.is_successful()
     if result.dbt_succeeded:

@@ -27,6 +27,11 @@ def _setup_logging(verbose: bool) -> None:
     )
     # librdkafka retries transient broker errors itself; its warnings are noise at a terminal.
     logging.getLogger("librdkafka").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    # A command says what matters: Great Expectations' registrations (some 200 lines a build) and
+    # the libraries' own warnings (pandas on GX's regular expressions) only with --verbose.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    logging.getLogger("great_expectations").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -472,8 +477,10 @@ def build(stream: str | None) -> None:
             click.echo(f"{model}: {rows} rows")
         if result.published is not None:
             click.echo(f"{name}: published {result.published} new or changed rows")
-        if result.dbt_ran and not result.dbt_succeeded:
-            click.echo(f"{name}: dbt build failed; see the log above")
+        if result.dbt_ran:
+            outcome = "built" if result.dbt_succeeded else "dbt build failed (its errors are above)"
+            said = f", dbt {result.dbt_summary}" if result.dbt_summary else ""
+            click.echo(f"{name}: {outcome}{said}, in {result.seconds:.1f} s")
         failed |= not result.succeeded
     sys.exit(1 if failed else 0)
 
