@@ -1,4 +1,4 @@
-"""What a stream's records must look like: one contract type for every stream.
+"""What a stream's records must look like (one contract type for every stream), and what it sends on.
 
 A contract is data, not code: the topic, the Arrow schema of the declared fields, the
 fields a record cannot do without, and the field whose date places a record in the lake.
@@ -7,8 +7,9 @@ The drain applies any contract the same way, so adding a stream never touches th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -56,3 +57,16 @@ class Contract:
 def table_name(topic: str) -> str:
     """A topic as a SQL-friendly name: `cms.provider_services` -> `cms_provider_services`."""
     return topic.replace(".", "_").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Export:
+    """What a stream sends on once its marts are built: a mart's new or changed rows to a topic,
+    once each. `lakehouse build` and the Dagster asset `exports/<name>` both run `publish`."""
+
+    stream: str
+    name: str
+    mart: str  # the mart it follows
+    topic: str
+    publish: Callable[[Path], int]  # the warehouse's path -> how many messages it sent
+    description: str

@@ -118,5 +118,5 @@ def _build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
         publish_marts(settings(), mart_names_of(run_results, manifest), build_id_of(run_results), copy)
     export = EXPORTS.get(stream)
     if export is not None and result.dbt_succeeded:
-        result.published = export(settings().warehouse_path)
+        result.published = export.publish(settings().warehouse_path)
     return result

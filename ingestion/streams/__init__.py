@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-from ingestion.contracts import Contract
+from ingestion.contracts import Contract, Export
 from ingestion.streams import carepay, cms, office, prices, stedi
 
 CONTRACTS: dict[str, Contract] = {
@@ -13,9 +10,8 @@ CONTRACTS: dict[str, Contract] = {
     for contract in (prices.CONTRACT, cms.CONTRACT, *office.CONTRACTS, *carepay.CONTRACTS, *stedi.CONTRACTS)
 }
 
-# What a stream sends on after its marts are built: a function of the warehouse's path that
-# returns how many messages it published.
-EXPORTS: dict[str, Callable[[Path], int]] = {"stedi": stedi.publish_scores}
+# What streams send on after their marts are built, by stream.
+EXPORTS: dict[str, Export] = {export.stream: export for export in (stedi.EXPORT,)}
 
 STREAMS: dict[str, tuple[Contract, ...]] = {}
 for _contract in CONTRACTS.values():

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ingestion import duck
-from ingestion.contracts import Contract
+from ingestion.contracts import Contract, Export
 
 REDIS = Contract(
     stream="stedi",
@@ -133,3 +133,14 @@ def publish_scores(warehouse: Path) -> int:
         ).fetchall()
     names = ("customer", "score", "email", "birthYear")
     return publish_changes(SCORE_TOPIC, [dict(zip(names, row, strict=True)) for row in rows], key="customer")
+
+
+EXPORT = Export(
+    stream="stedi",
+    name="stedi_score_agg",
+    mart="stedi_customer_risk",
+    topic=SCORE_TOPIC,
+    publish=publish_scores,
+    description=f"The new or changed rows of `stedi_customer_risk`, published to the topic `{SCORE_TOPIC}` "
+    'as {"customer", "score", "email", "birthYear"} for the STEDI app, once each even when retried.',
+)
