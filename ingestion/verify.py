@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ingestion import kafka, lake, set_aside
 from ingestion.config import Settings
@@ -100,6 +100,14 @@ class _Stored:
     last: int | None = None
     files: int = 0
     spans: list[tuple[int, int]] = field(default_factory=list)  # the ranges the files' names cover
+    # Runs of offsets between the first and the last held that no file holds, the first of them.
+    holes: list[tuple[int, int]] = field(default_factory=list)
+
+
+# Runs of missing offsets listed per partition, and asked of the broker: a transactional producer
+# leaves one marker per transaction, so a partition can have very many; a few checked tell.
+_HOLES_LISTED = 1_000
+_HOLES_ASKED = 100
 
 
 def _stored(tables: lake.TopicTables) -> tuple[dict[tuple[int, int], _Stored], list[str]]:
@@ -141,6 +149,20 @@ def _stored(tables: lake.TopicTables) -> tuple[dict[tuple[int, int], _Stored], l
             from held group by all
             """
         ).fetchall()
+        holes = con.execute(
+            f"""
+            with held as ({" union all ".join(scans)}),
+            offsets as (select distinct g, p, o from held),
+            following as (select g, p, o, lead(o) over (partition by g, p order by o) as n from offsets),
+            runs as (
+                select g, p, o + 1 as start, n as "end", row_number() over (partition by g, p order by o) as i
+                from following where n > o + 1
+            )
+            select g, p, start, "end" from runs where i <= {_HOLES_LISTED} order by g, p, start
+            """
+        ).fetchall()
+    for g, p, start, end in holes:
+        stored.setdefault((int(g), int(p)), _Stored()).holes.append((int(start), int(end)))
     read = 0
     for g, p, payload, tombstones, quarantined, doubled, distinct, first, last in rows:
         entry = stored.setdefault((int(g), int(p)), _Stored())
@@ -208,8 +230,56 @@ def verify_topic(topic: str, s: Settings, consumer: Consumer | None) -> list[Par
         check.problems += table_problems
         _check_ranges(check, held, lost)
         _check_losses(check, lost)
+        if is_live and consumer is not None and marks and not changed:
+            _check_holes_on_broker(check, held, lost, consumer)
         checks.append(check)
     return checks
+
+
+def _check_holes_on_broker(check: PartitionCheck, held: _Stored, losses: list[lake.Loss], consumer: Consumer) -> None:
+    """Ask the broker what it holds at offsets inside the stored range that no file holds: none
+    of its records may be there (markers and compacted records leave such offsets legally, and the
+    broker sends neither); one that is there was lost between the broker and the lake."""
+    runs = list(held.holes)
+    if held.first is not None and check.stored_from is not None and check.stored_from < held.first:
+        runs.insert(0, (check.stored_from, held.first))
+    if held.last is not None and check.stored_to is not None and held.last + 1 < check.stored_to:
+        runs.append((held.last + 1, check.stored_to))
+    asked = 0
+    for start, end in runs:
+        start = max(start, check.broker_start or 0)
+        if start >= end or any(loss.start <= start and end <= loss.end for loss in losses):
+            continue
+        if asked == _HOLES_ASKED:
+            check.notes.append(f"asked the broker about the first {asked} runs of missing offsets only")
+            return
+        asked += 1
+        found = _first_record_at(consumer, check.topic, check.partition, start)
+        if found is not None and found < end:
+            check.problems.append(
+                f"hole: offset {found} (in {start}-{end}) holds a record on the broker that neither table holds"
+            )
+            return
+
+
+def _first_record_at(
+    consumer: Consumer, topic: str, partition: int, offset: int, timeout_s: float = 10.0
+) -> int | None:
+    """The offset of the first record the broker sends from `offset` on, None at the end of the log."""
+    consumer.assign([TopicPartition(topic, partition, offset)])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error() is None:
+                return message.offset()
+            if message.error().code() == KafkaError._PARTITION_EOF:
+                return None
+        return None
+    finally:
+        consumer.unassign()
 
 
 def _check_ranges(check: PartitionCheck, held: _Stored, losses: list[lake.Loss]) -> None:
