@@ -45,7 +45,8 @@ class MartStatus:
 def topic_status(settings: Settings) -> list[TopicStatus]:
     # An operator asking for the status wants an answer now: a broker that does not answer within
     # a second and a half is shown as down, and the lake is described alone.
-    result = verify(list(CONTRACTS), settings, broker_timeout_s=1.5)
+    # A status answers in seconds: the broker is asked about missing offsets by `lakehouse verify`.
+    result = verify(list(CONTRACTS), settings, broker_timeout_s=1.5, ask_about_holes=False)
     checks = result.checks
     drained = {topic: lake.last_commit_at(settings, topic) for topic in CONTRACTS}
     statuses = []
