@@ -110,9 +110,10 @@ _HOLES_LISTED = 1_000
 _HOLES_ASKED = 100
 
 
-def _stored(tables: lake.TopicTables) -> tuple[dict[tuple[int, int], _Stored], list[str]]:
+def _stored(tables: lake.TopicTables, list_holes: bool) -> tuple[dict[tuple[int, int], _Stored], list[str]]:
     """Per (generation, partition), read from the data files themselves with DuckDB, independently
-    of the snapshot summaries; and the problems of the tables as a whole."""
+    of the snapshot summaries (with `list_holes`, the runs of offsets no file holds too); and the
+    problems of the tables as a whole."""
     from ingestion import duck
 
     stored: dict[tuple[int, int], _Stored] = {}
@@ -139,28 +140,33 @@ def _stored(tables: lake.TopicTables) -> tuple[dict[tuple[int, int], _Stored], l
         )
     if not scans:
         return stored, problems
+    holes = []
     with duck.read_iceberg(duck.connect(), tables.settings) as con:
+        # The data files are read once: into a table when the runs of missing offsets are wanted too.
+        held = f"({' union all '.join(scans)})"
+        if list_holes:
+            con.execute(f"create temp table held as {held}")
+            held = "held"
         rows = con.execute(
             f"""
-            with held as ({" union all ".join(scans)})
             select g, p, count(*) filter (where not quarantined and not tombstone),
                 count(*) filter (where tombstone), count(*) filter (where quarantined),
                 count(*) - count(distinct o), count(distinct o), min(o), max(o)
-            from held group by all
+            from {held} group by all
             """
         ).fetchall()
-        holes = con.execute(
-            f"""
-            with held as ({" union all ".join(scans)}),
-            offsets as (select distinct g, p, o from held),
-            following as (select g, p, o, lead(o) over (partition by g, p order by o) as n from offsets),
-            runs as (
-                select g, p, o + 1 as start, n as "end", row_number() over (partition by g, p order by o) as i
-                from following where n > o + 1
-            )
-            select g, p, start, "end" from runs where i <= {_HOLES_LISTED} order by g, p, start
-            """
-        ).fetchall()
+        if list_holes:
+            holes = con.execute(
+                f"""
+                with offsets as (select distinct g, p, o from held),
+                following as (select g, p, o, lead(o) over (partition by g, p order by o) as n from offsets),
+                runs as (
+                    select g, p, o + 1 as start, n as "end", row_number() over (partition by g, p order by o) as i
+                    from following where n > o + 1
+                )
+                select g, p, start, "end" from runs where i <= {_HOLES_LISTED} order by g, p, start
+                """
+            ).fetchall()
     for g, p, start, end in holes:
         stored.setdefault((int(g), int(p)), _Stored()).holes.append((int(start), int(end)))
     read = 0
@@ -182,7 +188,7 @@ def verify_topic(
     marks = _broker_marks(topic, consumer)
     tables = lake.TopicTables.load(s, topic)
     state = tables.state() if tables else lake.State(topic)
-    stored, table_problems = _stored(tables) if tables else ({}, [])
+    stored, table_problems = _stored(tables, ask_about_holes) if tables else ({}, [])
     current = state.generation
     live = current.number if current else 0
     changed = None
