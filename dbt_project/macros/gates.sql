@@ -12,24 +12,31 @@
 {#- The raw table `table` (a source of `raw`) as a subquery of the rows its gates passed. -#}
 {% macro raw_source(table) %}
   {%- set lineage = source('raw', table) -%}
-  {{ return("(select * from " ~ raw_snapshot(table) ~ " as gated where true" ~ not_set_aside(table) ~ ")") }}
+  {%- set read = read_document(table) -%}
+  {{ return("(select * from " ~ raw_snapshot(read) ~ " as gated where true" ~ not_set_aside(read) ~ ")") }}
+{% endmacro %}
+
+
+{#- What `publish_read_snapshots` named for the table (its topic, metadata and snapshot), or {} before it ran. -#}
+{% macro read_document(table) %}
+  {%- set path = env_var('LAKEHOUSE_HOME', '../data_lake') ~ '/gates/_read/' ~ table ~ '.json' -%}
+  {%- if execute and run_query("select count(*) from glob('" ~ path ~ "')").columns[0].values()[0] -%}
+    {{ return(fromjson(run_query("select content from read_text('" ~ path ~ "')").columns[0].values()[0])) }}
+  {%- endif -%}
+  {{ return({}) }}
 {% endmacro %}
 
 
 {#- DuckDB's scan of the snapshot staging reads; with no snapshot passed yet, none of the table's
     rows (its columns still there), and with no table yet, no row of the drain's metadata columns,
     so a stream whose other topics have data still builds. -#}
-{% macro raw_snapshot(table) %}
-  {%- set path = env_var('LAKEHOUSE_HOME', '../data_lake') ~ '/gates/_read/' ~ table ~ '.json' -%}
-  {%- if execute and run_query("select count(*) from glob('" ~ path ~ "')").columns[0].values()[0] -%}
-    {%- set read = fromjson(run_query("select content from read_text('" ~ path ~ "')").columns[0].values()[0]) -%}
-    {%- if read.get('metadata_location') -%}
-      {%- set scan = "iceberg_scan('" ~ read.metadata_location ~ "'" -%}
-      {%- if read.get('snapshot_id') is not none -%}
-        {{ return(scan ~ ", snapshot_from_id = " ~ read.snapshot_id ~ ")") }}
-      {%- endif -%}
-      {{ return("(select * from " ~ scan ~ ") where false)") }}
+{% macro raw_snapshot(read) %}
+  {%- if read.get('metadata_location') -%}
+    {%- set scan = "iceberg_scan('" ~ read.metadata_location ~ "'" -%}
+    {%- if read.get('snapshot_id') is not none -%}
+      {{ return(scan ~ ", snapshot_from_id = " ~ read.snapshot_id ~ ")") }}
     {%- endif -%}
+    {{ return("(select * from " ~ scan ~ ") where false)") }}
   {%- endif -%}
   {{ return("(select null::varchar as _topic, null::integer as _kafka_partition, null::bigint as _kafka_offset, "
             ~ "null::timestamptz as _kafka_timestamp, null::varchar as _kafka_key, null::boolean as _tombstone, "
@@ -38,12 +45,11 @@
 
 
 {#- `and` an anti-join on the set-aside coordinates of the table's topic, or nothing while none is set aside. -#}
-{% macro not_set_aside(table) %}
-  {%- set gates = var('raw_gates').get(table) -%}
-  {%- if not execute or not gates -%}
+{% macro not_set_aside(read) %}
+  {%- if not execute or not read.get('topic') -%}
     {{ return('') }}
   {%- endif -%}
-  {%- set files = env_var('LAKEHOUSE_HOME', '../data_lake') ~ '/set_aside/' ~ gates.topic ~ '/*.parquet' -%}
+  {%- set files = env_var('LAKEHOUSE_HOME', '../data_lake') ~ '/set_aside/' ~ read.topic ~ '/*.parquet' -%}
   {%- if run_query("select count(*) from glob('" ~ files ~ "')").columns[0].values()[0] == 0 -%}
     {{ return('') }}
   {%- endif -%}
