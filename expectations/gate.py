@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from expectations.suites import written_in
 from expectations.validation import SuiteOutcome, combine, validate
 from ingestion import set_aside
 from ingestion.config import Settings
@@ -57,7 +58,7 @@ def what_to_do(stream: str, suite: str) -> str:
     """What an operator does about a blocked gate."""
     return (
         f"the marts keep their last good state; fix the producer, or the suite "
-        f"(expectations/{stream}/{suite}.json: its mostly or on_failure) if it is wrong, "
+        f"({written_in(stream, suite)}) if it is wrong, "
         f"then run `lakehouse build {stream}` again"
     )
 

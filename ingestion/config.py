@@ -94,6 +94,8 @@ class Settings:
     # The drain's Kafka reader: `c` (records copied straight into Arrow buffers), `python` (the
     # confluent-kafka consumer, slower) or `auto`, the C one where it loads, else Python's.
     kafka_reader: str = "auto"
+    # A folder of `<stream>.yml` declarations (`ingestion/declared.py`), read besides the built-in streams.
+    streams_dir: Path | None = None
 
     @property
     def raw_dir(self) -> Path:
@@ -141,6 +143,11 @@ class Settings:
         return self.home / "dbt" / "logs"
 
     @property
+    def generated_dir(self) -> Path:
+        """What the declared streams' files make for dbt (their sources and staging models)."""
+        return self.home / "generated"
+
+    @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
 
@@ -174,6 +181,9 @@ def settings() -> Settings:
         snapshot_keep_days=_int("LAKEHOUSE_SNAPSHOT_KEEP_DAYS", 7),
         commit_interval_s=_float("LAKEHOUSE_COMMIT_INTERVAL_S", 2.0),
         kafka_reader=_choice("LAKEHOUSE_KAFKA_READER", ("auto", "c", "python")),
+        streams_dir=Path(os.environ["LAKEHOUSE_STREAMS_DIR"]).expanduser().resolve()
+        if os.environ.get("LAKEHOUSE_STREAMS_DIR")
+        else None,
     )
 
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from ingestion.declared import Declaration
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class Contract:
     # Keep each record's JSON as text (`_value`) instead of parsing it into fields: for topics
     # where record shapes and field-name case vary (a Redis change feed), which staging decodes.
     raw_json: bool = False
+    # A stream declared in a YAML file (`ingestion/declared.py`): what its suite and staging model are made from.
+    declared: Declaration | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         missing = [name for name in self.required if name not in self.schema.names]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
+import json
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import pyarrow as pa
 from tqdm import tqdm
 
 from ingestion import kafka
@@ -108,3 +111,73 @@ def count_rows(path: Path) -> int:
     """Data rows in the file (lines after the header), for a progress bar with an ETA."""
     with open(path, "rb") as handle:
         return max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) - 1)
+
+
+class UnreadableFile(ValueError):
+    """A file `lakehouse produce STREAM --file` cannot replay; the message says why."""
+
+
+def file_messages(contract: Contract, path: Path) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """(key, value) messages replaying a JSON-lines file (each line sent as it is, so a malformed
+    one reaches the drain and its quarantine rather than vanishing here) or a CSV file (`.csv`:
+    each row as a JSON object, its cells typed as the contract declares them, empty ones left out).
+    The key is the declared key's value, where the stream declares one."""
+    key = contract.declared.key if contract.declared else None
+    if path.suffix.lower() == ".csv":
+        return _csv_messages(contract, path, key)
+    return _json_lines(path, key)
+
+
+def _json_lines(path: Path, key: str | None) -> Iterator[tuple[bytes | None, bytes | None]]:
+    with open(path, "rb") as handle:
+        for line in handle:
+            value = line.rstrip(b"\r\n")
+            if value.strip():
+                yield _key_of(value, key), value
+
+
+def _key_of(value: bytes, key: str | None) -> bytes | None:
+    if key is None:
+        return None
+    try:
+        record = json.loads(value)
+    except ValueError:
+        return None
+    found = record.get(key) if isinstance(record, dict) else None
+    return None if found is None else str(found).encode()
+
+
+def _csv_messages(contract: Contract, path: Path, key: str | None) -> Iterator[tuple[bytes | None, bytes | None]]:
+    convert = {f.name: _cell_reader(f.type) for f in contract.schema}
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames:
+            raise UnreadableFile(f"{path}: no header row")
+        for row in reader:
+            record = {
+                name: convert.get(name, str)(text) for name, text in row.items() if name and text not in ("", None)
+            }
+            found = record.get(key) if key else None
+            yield (None if found is None else str(found).encode()), json.dumps(record).encode()
+
+
+def _cell_reader(kind: pa.DataType) -> Callable[[str], object]:
+    """A CSV cell as the JSON value the drain reads into `kind`; a cell that is not one stays text,
+    so the drain quarantines its record with the reason."""
+
+    def number(cast: Callable[[str], object]) -> Callable[[str], object]:
+        def read(text: str) -> object:
+            try:
+                return cast(text)
+            except ValueError:
+                return text
+
+        return read
+
+    if pa.types.is_integer(kind):
+        return number(int)
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return number(float)
+    if pa.types.is_boolean(kind):
+        return lambda text: {"true": True, "false": False, "1": True, "0": False}.get(text.strip().lower(), text)
+    return str

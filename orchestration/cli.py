@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -13,8 +14,9 @@ from pathlib import Path
 import click
 
 from ingestion import local_kafka
+from ingestion import streams as registry
 from ingestion.config import settings
-from ingestion.streams import CONTRACTS, STREAMS, contracts_for
+from ingestion.streams import contracts_for
 
 log = logging.getLogger("lakehouse")
 
@@ -87,12 +89,81 @@ def kafka_status() -> None:
 # --- produce -----------------------------------------------------------------------------------
 
 
-@cli.group()
+def _replay(stream: str, path: Path, topic: str | None, rate: float | None) -> None:
+    """Replay a JSON-lines or CSV file into one topic of a stream (see `ingestion.produce.file_messages`)."""
+    from ingestion.produce import count_rows, file_messages
+    from ingestion.produce import produce as send
+
+    contracts = registry.STREAMS[stream]
+    if topic is None and len(contracts) > 1:
+        raise click.UsageError(f"{stream} has several topics; give --topic ({', '.join(c.topic for c in contracts)})")
+    chosen = [c for c in contracts if topic in (None, c.topic)]
+    if not chosen:
+        raise click.UsageError(f"{topic!r} is no topic of {stream} ({', '.join(c.topic for c in contracts)})")
+    next(iter(file_messages(chosen[0], path)), None)  # an unreadable file fails here, before anything is sent
+    lines = count_rows(path) + (path.suffix.lower() != ".csv")  # a JSON-lines file has no header
+    sent = send(chosen[0], file_messages(chosen[0], path), rate=rate, total=lines)
+    click.echo(f"sent {sent} messages to {chosen[0].topic}")
+
+
+_FILE_OPTIONS = (
+    click.option(
+        "--file",
+        "path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Replay a JSON-lines file (each line one record, sent as it is) or a CSV file (.csv).",
+    ),
+    click.option("--topic", default=None, help="With --file, for a stream of several topics: which one."),
+)
+
+
+def replays_files(stream: str):
+    """Give a stream's own command `--file`/`--topic`: the generic replay, instead of its generator."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def run(*args, path: Path | None = None, topic: str | None = None, **kwargs):
+            if path is not None:
+                return _replay(stream, path, topic, rate=None)
+            return command(*args, **kwargs)
+
+        for option in reversed(_FILE_OPTIONS):
+            run = option(run)
+        return run
+
+    return decorate
+
+
+class _Produce(click.Group):
+    """The built-in streams' own commands, and for any other declared stream the generic replay."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(registry.STREAMS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None or name not in registry.STREAMS:
+            return command
+
+        @click.command(name, help=f"Replay a file into the declared stream {name}.")
+        @click.option("--rate", type=float, default=None, help="At most this many messages a second.")
+        def replay(path: Path | None, topic: str | None, rate: float | None) -> None:
+            if path is None:
+                raise click.UsageError(f"{name} has no generator of its own: give --file PATH")
+            _replay(name, path, topic, rate)
+
+        for option in _FILE_OPTIONS:  # on a command already made, each option goes last
+            replay = option(replay)
+        return replay
+
+
+@cli.group(cls=_Produce)
 def produce() -> None:
-    """Send a stream's records to Kafka."""
+    """Send a stream's records to Kafka: a built-in stream's generator, or any stream's file (--file)."""
 
 
 @produce.command("prices")
+@replays_files("prices")
 @click.option("--count", type=int, default=5000, show_default=True, help="How many ticks to send.")
 @click.option("--forever", is_flag=True, help="Keep sending until Ctrl-C (ignores --count).")
 @click.option("--rate", type=float, default=None, help="At most this many messages a second.")
@@ -157,6 +228,7 @@ def produce_cms(
 
 
 @produce.command("office")
+@replays_files("office")
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between claim+diagnosis pairs.")
 @click.option("--duplicates", type=click.FloatRange(0, 1), default=0.05, show_default=True, help="Share re-sent.")
 @click.option("--count", type=int, default=None, help="How many claim+diagnosis pairs (default: forever).")
@@ -205,6 +277,7 @@ def produce_carepay(
 
 
 @produce.command("stedi")
+@replays_files("stedi")
 @click.option("--customers", type=int, default=30, show_default=True, help="Customers the Redis feed adds.")
 @click.option("--rate", type=float, default=5.0, show_default=True, help="At most this many messages a second.")
 @click.option("--count", type=int, default=None, help="How many messages in all (default: forever).")
@@ -274,7 +347,7 @@ def verify(topics: tuple[str, ...], as_json: bool, accept: tuple[str, ...]) -> N
             accepted = accept_losses(contract.topic)
             offsets = sum(loss.offsets for loss in accepted)
             click.echo(f"{contract.topic}: accepted {len(accepted)} recorded losses ({offsets:,} offsets)", err=as_json)
-    names = [c.topic for name in topics or accept for c in contracts_for(name)] or list(CONTRACTS)
+    names = [c.topic for name in topics or accept for c in contracts_for(name)] or list(registry.CONTRACTS)
     result = run_verify(names)
     if as_json:
         click.echo(json.dumps([c.as_dict() for c in result.checks], indent=2))
@@ -367,7 +440,7 @@ def quarantine() -> None:
 
 
 def _quarantine_topics(name: str | None) -> list[str]:
-    return [c.topic for c in contracts_for(name)] if name else list(CONTRACTS)
+    return [c.topic for c in contracts_for(name)] if name else list(registry.CONTRACTS)
 
 
 @quarantine.command("list")
@@ -462,7 +535,7 @@ def build(stream: str | None) -> None:
     from orchestration.build import build_stream
 
     failed = False
-    selected = [contracts_for(stream)] if stream else list(STREAMS.values())
+    selected = [contracts_for(stream)] if stream else list(registry.STREAMS.values())
     for contracts in selected:
         name = contracts[0].stream
         result = build_stream(name, contracts)
@@ -518,7 +591,7 @@ def shell(sql: str | None) -> None:
         raise click.ClickException("nothing is built yet: run `lakehouse build` (or `make demo`) first")
     duckdb_cli = Path(sys.executable).with_name("duckdb")
     init = snapshot.parent / "shell-init.sql"
-    init.write_text(raw_views_sql(s, CONTRACTS.values()))
+    init.write_text(raw_views_sql(s, registry.CONTRACTS.values()))
     args = [str(duckdb_cli), "-readonly", "-init", str(init), str(snapshot)]
     if sql is not None:
         args += ["-c", sql]

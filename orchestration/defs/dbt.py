@@ -16,7 +16,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from ingestion import duck, refresh
 from ingestion.config import export_for_subprocesses, settings
-from orchestration.manifest import DBT_PROJECT_DIR, manifest, manifest_path, model_meta
+from orchestration.manifest import manifest, manifest_path, model_meta, project_dir
 from orchestration.publish_marts import build_id_of, mart_names_of, publish_marts
 from orchestration.snapshots import publish_snapshot
 
@@ -40,12 +40,12 @@ def dbt_project() -> DbtProject:
     not parsed here but once per version of the project's code (`orchestration/manifest.py`)."""
     s = settings()
     export_for_subprocesses(s)
-    return _project_for(s.dbt_target_dir)
+    return _project_for(project_dir(), s.dbt_target_dir)
 
 
 @cache
-def _project_for(target_dir: Path) -> DbtProject:
-    return DbtProject(project_dir=DBT_PROJECT_DIR, target_path=target_dir)
+def _project_for(project: Path, target_dir: Path) -> DbtProject:
+    return DbtProject(project_dir=project, target_path=target_dir)
 
 
 class LakehouseTranslator(DagsterDbtTranslator):
