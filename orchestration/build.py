@@ -79,7 +79,7 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
 
 
 def _build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
-    from orchestration.defs.dbt import dbt_resource
+    from orchestration.defs.dbt import dbt_resource, keep_partial_parse
 
     s = settings()
     empty = [c.topic for c in contracts if not has_raw_files(s, c.topic)]
@@ -97,6 +97,7 @@ def _build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
     with contextlib.redirect_stdout(said):
         invocation = dbt_resource().cli(args, raise_on_error=False)
         invocation.wait()
+    keep_partial_parse(invocation)
     result.dbt_summary = said.summary
     result.dbt_ran = True
     result.dbt_succeeded = invocation.is_successful()
