@@ -80,10 +80,14 @@ def passed_until(settings: Settings, topic: str, suite: str) -> dict[str, int]:
 def publish_read_snapshots(settings: Settings, contracts: Iterable[Contract]) -> None:
     """Name, per topic, the raw snapshot staging reads (`raw_source()` in dbt_project/macros/gates.sql):
     the oldest snapshot that every one of its gates has passed, or the current one for a topic
-    without gates; none while a gate has passed nothing yet."""
+    without gates; none while a gate has passed nothing yet. With it go the topic (for the rows
+    its gates set aside) and the contract's field spellings (`spellings()`), so SQL never keeps
+    a copy of either."""
     for contract in contracts:
         tables = TopicTables.load(settings, contract.topic)
         document: dict = {"topic": contract.topic}
+        if contract.aliases:  # the spellings staging reads each field under (the CMS files')
+            document["spellings"] = {name: list(spellings) for name, spellings in contract.aliases.items()}
         if tables is not None:
             # The newest metadata names every snapshot the table still has, and its schema.
             document["metadata_location"] = tables.raw.metadata_location

@@ -5,19 +5,8 @@ the same key: the latest one wins in staging), the event-time field, the fields 
 and which are required, and what each field is expected to hold. From it come the contract the
 drain applies (`ingestion.contracts.Contract`), the quality suite that gates the raw table
 (`expectations/suites.py`) and the staging model over it (`orchestration/generated.py`): one
-mechanism for any topic, with nothing of the project to change.
-
-    # sensors.yml
-    topics:
-      sensors.readings:
-        format: json
-        key: reading_id
-        event_time: ts
-        fields:
-          reading_id: {type: string, required: true}
-          sensor_id: {type: string, required: true}
-          ts: {type: timestamp, required: true}
-          value: {type: double, expect: {between: [-50, 150]}}
+mechanism for any topic, with nothing of the project to change. The README's "Adding a stream"
+shows one, and every key it may hold.
 
 A file that says something this cannot do is refused with the file, the place and what is
 allowed, never half read.

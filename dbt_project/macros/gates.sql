@@ -27,6 +27,13 @@
 {% endmacro %}
 
 
+{#- Field -> the lower-case names it arrives under, as the table's contract spells them
+    (ingestion/streams/cms.py for CMS); {} when the model is parsed, not run. -#}
+{% macro spellings(table) %}
+  {{ return(read_document(table).get('spellings', {})) }}
+{% endmacro %}
+
+
 {#- DuckDB's scan of the snapshot staging reads; with no snapshot passed yet, none of the table's
     rows (its columns still there), and with no table yet, no row of the drain's metadata columns,
     so a stream whose other topics have data still builds. -#}

@@ -15,7 +15,7 @@ source as (
 spelled as (
 
     select
-        {{ spelled_text(columns, var('cms_spellings')['npi']) }} as npi,
+        {{ spelled_text(columns, spellings('cms_provider_services').get('npi', [])) }} as npi,
         coalesce(_tombstone, false) as is_tombstone,
         _kafka_key,
         _kafka_partition,

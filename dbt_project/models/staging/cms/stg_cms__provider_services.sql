@@ -13,8 +13,8 @@ source as (
 spelled as (
 
     select
-        {%- for field, spellings in var('cms_spellings').items() %}
-        {{ spelled_text(columns, spellings) }} as {{ field }},
+        {%- for field, names in spellings('cms_provider_services').items() %}
+        {{ spelled_text(columns, names) }} as {{ field }},
         {%- endfor %}
         {{ spelled(columns, ['_header_data_year']) }} as data_year,
         _generation,
