@@ -22,9 +22,7 @@ class NothingBuilt(RuntimeError):
 
 def generate(settings: Settings) -> Path:
     """Build the docs site; return its folder (index.html, manifest.json, catalog.json)."""
-    from dagster_dbt import DbtCliResource
-
-    from orchestration.defs.dbt import dbt_project
+    from orchestration.defs.dbt import LakehouseDbtCli, dbt_project
 
     snapshot = latest_snapshot(settings)
     if snapshot is None:
@@ -33,7 +31,7 @@ def generate(settings: Settings) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(snapshot, folder / "warehouse.duckdb")
     site = folder / "site"
-    dbt = DbtCliResource(project_dir=dbt_project(), target="docs")  # exports the environment dbt needs
+    dbt = LakehouseDbtCli(project_dir=dbt_project(), target="docs")  # exports the environment dbt needs
     invocation = dbt.cli(["docs", "generate", "--target-path", str(site)], raise_on_error=True)
     invocation.wait()
     return site
