@@ -1,6 +1,6 @@
 """Seconds from a record's produce until an analyst sees it in a mart, with the product's own stack.
 
-    uv run python bench/freshness.py [--intervals 120 15] [--bursts 8] [--gap 40]
+    uv run python bench/freshness.py [--intervals 60 15] [--bursts 8] [--gap 40]
 
 For each sensor interval it starts a fresh lake with the local broker and `lakehouse ui`
 (`LAKEHOUSE_SENSOR_INTERVAL_S` = the interval), then sends bursts of 20 price ticks, one burst
@@ -103,7 +103,7 @@ def measure(interval: int, bursts: int, gap: float, timeout: float) -> list[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--intervals", type=int, nargs="+", default=[120, 15], help="Sensor intervals, seconds.")
+    parser.add_argument("--intervals", type=int, nargs="+", default=[60, 15], help="Sensor intervals, seconds.")
     parser.add_argument("--bursts", type=int, default=8)
     parser.add_argument("--gap", type=float, default=40.0, help="Seconds between bursts.")
     parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait for one burst.")

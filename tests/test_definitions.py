@@ -57,7 +57,7 @@ def test_every_stream_has_a_drain_sensor_on_by_default_and_a_pipeline_job(defs):
     for stream in STREAMS:
         sensor = defs.get_sensor_def(f"{stream}_drain_sensor")
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-        assert sensor.minimum_interval_seconds == 120
+        assert sensor.minimum_interval_seconds == 60
         assert defs.resolve_job_def(f"{stream}_pipeline")
     assert defs.get_sensor_def("lakehouse_automation").default_status == dg.DefaultSensorStatus.RUNNING
 
@@ -70,7 +70,7 @@ def test_dbt_models_write_the_warehouse_from_one_pool_and_wait_for_passing_gates
 
 def test_a_mart_is_stale_after_three_sensor_intervals_without_a_build(defs):
     node = defs.resolve_asset_graph().get(dg.AssetKey(["marts", "cms_procedure_reach"]))
-    assert node.freshness_policy == dg.FreshnessPolicy.time_window(fail_window=timedelta(seconds=3 * 120))
+    assert node.freshness_policy == dg.FreshnessPolicy.time_window(fail_window=timedelta(seconds=3 * 60))
     staging = defs.resolve_asset_graph().get(dg.AssetKey(["staging", "stg_prices__ticks"]))
     assert staging.freshness_policy is None
 
