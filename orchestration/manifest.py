@@ -45,12 +45,17 @@ def code_version(project: Path | None = None) -> str:
     the manifest follows from."""
     project = project or project_dir()
     digest = hashlib.sha256(importlib.metadata.version("dbt-core").encode())
-    if project != DBT_PROJECT_DIR:  # the manifest names the folder it was parsed in
+    # A composed project links the project's folders in (which a walk of it would not enter):
+    # its own files are the generated ones, and the manifest names the folder it was parsed in.
+    roots = [DBT_PROJECT_DIR]
+    if project != DBT_PROJECT_DIR:
         digest.update(str(project).encode() + b"\0")
-    for path in sorted(project.rglob("*")):
-        relative = path.relative_to(project)
-        if path.is_file() and relative.parts[0] not in NOT_CODE and not relative.name.startswith("."):
-            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+        roots.append(project / "generated")
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root.parent)
+            if path.is_file() and relative.parts[1] not in NOT_CODE and not relative.name.startswith("."):
+                digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 

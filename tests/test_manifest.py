@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from ingestion import streams as registry
 from orchestration import manifest
 
 
@@ -24,7 +25,7 @@ def test_a_second_home_reads_the_manifest_parsed_for_the_first(project, tmp_path
     parsed = manifest.manifest_path()
     assert "prices_symbol_stats" in manifest.mart_names()
 
-    def no_second_parse(folder):
+    def no_second_parse(folder, _project):
         raise AssertionError(f"parsed again into {folder}")
 
     monkeypatch.setattr(manifest, "_parse_into", no_second_parse)
@@ -45,3 +46,29 @@ def test_a_project_that_does_not_parse_says_so_in_dbts_words(project):
     (project / "models" / "broken.sql").write_text("select * from {{ ref('no_such_model') }}\n")
     with pytest.raises(manifest.ParseFailed, match="no_such_model"):
         manifest.manifest_path()
+
+
+@pytest.fixture
+def declared_stream(tmp_path, monkeypatch):
+    """A stream declared in LAKEHOUSE_STREAMS_DIR, the registry read again with it and without it after."""
+    folder = tmp_path / "streams"
+    folder.mkdir()
+    path = folder / "sensors.yml"
+    path.write_text("topics:\n  sensors.readings:\n    fields:\n      reading_id: string\n")
+    monkeypatch.setenv("LAKEHOUSE_STREAMS_DIR", str(folder))
+    registry._registry.cache_clear()
+    yield path
+    monkeypatch.delenv("LAKEHOUSE_STREAMS_DIR")
+    registry._registry.cache_clear()
+
+
+def test_with_a_declared_stream_both_the_project_and_the_declaration_make_the_version(project, declared_stream):
+    before = manifest.code_version()
+    assert manifest.project_dir() != project  # dbt runs in the project composed under the home
+    model = next((project / "models").rglob("*.sql"))
+    model.write_text(model.read_text() + "\n-- changed\n")
+    changed = manifest.code_version()
+    assert changed != before
+    declared_stream.write_text(declared_stream.read_text() + "      value: double\n")
+    registry._registry.cache_clear()
+    assert manifest.code_version() != changed
