@@ -143,7 +143,11 @@ def _key_of(value: bytes, key: str | None) -> bytes | None:
         record = json.loads(value)
     except ValueError:
         return None
-    found = record.get(key) if isinstance(record, dict) else None
+    return _key_in(record, key) if isinstance(record, dict) else None
+
+
+def _key_in(record: dict, key: str | None) -> bytes | None:
+    found = record.get(key) if key else None
     return None if found is None else str(found).encode()
 
 
@@ -157,8 +161,7 @@ def _csv_messages(contract: Contract, path: Path, key: str | None) -> Iterator[t
             record = {
                 name: convert.get(name, str)(text) for name, text in row.items() if name and text not in ("", None)
             }
-            found = record.get(key) if key else None
-            yield (None if found is None else str(found).encode()), json.dumps(record).encode()
+            yield _key_in(record, key), json.dumps(record).encode()
 
 
 def _cell_reader(kind: pa.DataType) -> Callable[[str], object]:

@@ -4,9 +4,10 @@ They are written under the lake home, never into the project: a stream is onboar
 of the project changed. With declared streams, dbt runs in `<LAKEHOUSE_HOME>/generated/dbt_project/`,
 the project's own files linked in and the folder `generated/` (the project's second model path in
 `dbt_project.yml`) beside them, so dbt sees one project with relative paths; a stream's own marts
-are ordinary models under `models/marts/<stream>/` that `ref()` its staging model. Each topic's staging model `stg_<stream>__<entity>` types the declared
-fields, leaves tombstones out and, with a key, keeps each key's latest record (by Kafka
-coordinates: generation, then record timestamp, then offset).
+are ordinary models under `models/marts/<stream>/` that `ref()` its staging model. Each topic's
+staging model `stg_<stream>__<entity>` types the declared fields, leaves tombstones out and,
+with a key, keeps each key's latest record (by Kafka coordinates: generation, then record
+timestamp, then offset).
 
 The files are made anew before every parse (`orchestration/manifest.py`), so they always follow
 the declarations, and only rewritten when their text changes.
@@ -125,16 +126,11 @@ def staging_sql(contract: Contract) -> str:
             "    ) = 1\n\n)"
         )
     last = ctes[-1].split(" ", 1)[0]
-    made = (
-        f"-- Made from {declaration.path.name} by orchestration/generated.py: change the declaration, not this file.\n"
-    )
-    return made + "with\n\n" + ",\n\n".join(ctes) + f"\n\nselect * from {last}\n"
+    return _header(declaration, "--") + "with\n\n" + ",\n\n".join(ctes) + f"\n\nselect * from {last}\n"
 
 
-def _header(declaration: Declaration) -> str:
-    return (
-        f"# Made from {declaration.path.name} by orchestration/generated.py: change the declaration, not this file.\n"
-    )
+def _header(declaration: Declaration, comment: str = "#") -> str:
+    return f"{comment} Made from {declaration.path.name} by orchestration/generated.py: change the declaration, not this file.\n"
 
 
 def _sources_yml(contracts: list[Contract]) -> str:
@@ -161,7 +157,7 @@ def _model_yml(contract: Contract) -> str:
     )
     columns = []
     for f in declaration.fields:
-        tests: list = ["not_null"] if f.required or f.name == declaration.key else []
+        tests: list = ["not_null"] if f.name in contract.required else []
         if f.name == declaration.key:
             tests.append("unique")
         column = {"name": f.name, "description": f.description or f"{f.name} ({f.type})."}
