@@ -140,7 +140,7 @@ BARE = """
 import duckdb, json, os, sys
 statements = json.load(open(sys.argv[1]))
 extensions = {"extension_directory": os.environ["LAKEHOUSE_DUCKDB_EXTENSIONS"], "autoinstall_known_extensions": False}
-con = duck.connect(sys.argv[2], config=extensions)
+con = duckdb.connect(sys.argv[2], config=extensions)
 for sql in statements:
     con.execute(sql).fetchall()
 """
