@@ -10,6 +10,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -48,9 +49,18 @@ struct Column {
         rows = row;
     }
 
+    // Room for every row at once: growing a buffer row by row copies it over and over.
+    void reserve(int64_t count) {
+        valid.reserve(count);
+        if (kind == STRING) offsets.reserve(count + 1);
+        else if (kind == DOUBLE) doubles.reserve(count);
+        else if (kind != NONE) ints.reserve(count);
+    }
+
     // The column's first value decides an undeclared column's kind; the nulls before it take slots.
-    void become(Kind k) {
+    void become(Kind k, int64_t count) {
         kind = k;
+        reserve(count);
         int64_t before = rows;
         rows = 0;
         pad_to(before);
@@ -93,18 +103,24 @@ struct Reader {
                 std::string_view s = value.get_string().value_unsafe();
                 if (c->kind == NONE) {
                     if (looks_like_a_date(s)) return false;
-                    c->become(STRING);
+                    c->become(STRING, count);
                 }
                 if (c->kind != STRING || (!c->declared && looks_like_a_date(s))) return false;
                 if (c->text.size() + s.size() > INT32_MAX) return false;
                 c->pad_to(row);
+                if (c->text.capacity() < c->text.size() + s.size()) {
+                    // Room for the rest of the batch at the mean length so far, and some.
+                    size_t mean = (c->text.size() + s.size()) / static_cast<size_t>(row + 1) + 1;
+                    size_t wanted = c->text.size() + s.size() + mean * static_cast<size_t>(count - row) * 5 / 4;
+                    c->text.reserve(std::min(wanted, c->text.size() + bytes_left));
+                }
                 c->text.append(s);
                 c->offsets.push_back(static_cast<int32_t>(c->text.size()));
                 break;
             }
             case element_type::INT64: {
                 int64_t i = value.get_int64().value_unsafe();
-                if (c->kind == NONE) c->become(INT64);
+                if (c->kind == NONE) c->become(INT64, count);
                 c->pad_to(row);
                 if (c->kind == INT64) c->ints.push_back(i);
                 else if (c->kind == DOUBLE) c->doubles.push_back(static_cast<double>(i));
@@ -113,7 +129,7 @@ struct Reader {
             }
             case element_type::DOUBLE: {
                 double d = value.get_double().value_unsafe();
-                if (c->kind == NONE) c->become(DOUBLE);
+                if (c->kind == NONE) c->become(DOUBLE, count);
                 if (c->kind == INT64 && !c->declared) {  // pyarrow widens an inferred integer column
                     c->doubles.assign(c->ints.begin(), c->ints.end());
                     c->ints.clear();
@@ -126,7 +142,7 @@ struct Reader {
             }
             case element_type::BOOL: {
                 bool b = value.get_bool().value_unsafe();
-                if (c->kind == NONE) c->become(BOOL);
+                if (c->kind == NONE) c->become(BOOL, count);
                 if (c->kind != BOOL) return false;
                 c->pad_to(row);
                 c->ints.push_back(b);
@@ -140,7 +156,12 @@ struct Reader {
         return true;
     }
 
-    bool read(const char* data, const int32_t* offsets, int64_t count) {
+    int64_t count = 0;
+    size_t bytes_left = 0;  // of the records not read yet: no column's text outgrows them
+
+    bool read(const char* data, const int32_t* offsets, int64_t records) {
+        count = records;
+        for (auto& c : columns) c->reserve(count);
         std::vector<Column*> previous;
         simdjson::dom::parser parser;  // the DOM parser picks the processor's fastest kernel at run time
         int32_t longest = 0;
@@ -148,6 +169,7 @@ struct Reader {
         std::vector<char> scratch(static_cast<size_t>(longest) + simdjson::SIMDJSON_PADDING, 0);
         for (int64_t row = 0; row < count; row++) {
             size_t length = static_cast<size_t>(offsets[row + 1] - offsets[row]);
+            bytes_left = static_cast<size_t>(offsets[count] - offsets[row]);
             std::memcpy(scratch.data(), data + offsets[row], length);
             std::memset(scratch.data() + length, 0, simdjson::SIMDJSON_PADDING);
             simdjson::dom::element doc;
@@ -255,8 +277,14 @@ PyObject* read(PyObject*, PyObject* args) {
         return nullptr;
     }
     bool ok;
-    Py_BEGIN_ALLOW_THREADS ok = reader.read(static_cast<const char*>(data.buf), offset_values, count);
-    Py_END_ALLOW_THREADS if (!ok) Py_RETURN_NONE;
+    Py_BEGIN_ALLOW_THREADS
+    try {
+        ok = reader.read(static_cast<const char*>(data.buf), offset_values, count);
+    } catch (const std::exception&) {  // out of memory: pyarrow's reader says what it can
+        ok = false;
+    }
+    Py_END_ALLOW_THREADS
+    if (!ok) Py_RETURN_NONE;
     PyObject* result = PyList_New(0);
     if (result == nullptr) return nullptr;
     for (auto& c : reader.columns) {

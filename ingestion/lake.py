@@ -115,7 +115,7 @@ class Batch:
 def with_generation(table: pa.Table, generation: int) -> pa.Table:
     """A later generation's rows, marked as its (the first generation's files carry no such column)."""
     return table.append_column(
-        pa.field(GENERATION_COLUMN, pa.int32()), pa.array([generation] * table.num_rows, pa.int32())
+        pa.field(GENERATION_COLUMN, pa.int32()), pa.repeat(pa.scalar(generation, pa.int32()), table.num_rows)
     )
 
 
@@ -336,8 +336,14 @@ class TopicTables:
         import pyarrow.compute as pc
 
         files, written = [], 0
-        for day in pc.unique(days).to_pylist():
-            rows = table.filter(pc.is_null(days) if day is None else pc.equal(days, pa.scalar(day, pa.date32())))
+        every_day = pc.unique(days).to_pylist()
+        for day in every_day:
+            # A batch's records mostly fall on one day: they are written as they are, not copied.
+            rows = (
+                table
+                if len(every_day) == 1
+                else table.filter(pc.is_null(days) if day is None else pc.equal(days, pa.scalar(day, pa.date32())))
+            )
             path = self.data_path(kind, day, name)
             written += self.write(rows, path)
             files.append(path)
