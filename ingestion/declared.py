@@ -169,7 +169,7 @@ def _field(where: str, name: str, spec: Any) -> DeclaredField:
     if not isinstance(expect, dict):
         raise InvalidDeclaration(f"{where}: `expect:` must map expectations ({', '.join(EXPECTATIONS)}) to arguments")
     for kind, argument in expect.items():
-        problem = _expectation_problem(kind, argument)
+        problem = _expectation_problem(kind, argument, declared)
         if problem:
             raise InvalidDeclaration(f"{where}: expectation {kind!r}: {problem}")
     return DeclaredField(
@@ -181,9 +181,14 @@ def _field(where: str, name: str, spec: Any) -> DeclaredField:
     )
 
 
-def _expectation_problem(kind: str, argument: Any) -> str | None:
+def _expectation_problem(kind: str, argument: Any, declared: str) -> str | None:
     if kind not in EXPECTATIONS:
         return f"unknown; known: {', '.join(EXPECTATIONS)}"
+    # Said at load time: a check that cannot apply to the field's type would fail each run instead.
+    if kind == "matches" and declared != "string":
+        return f"applies to text, not to a field of type {declared}"
+    if kind == "between" and not (declared in ("int", "double") or _DECIMAL.fullmatch(declared)):
+        return f"applies to numbers, not to a field of type {declared}"
     if kind in ("not_null", "unique"):
         return None if isinstance(argument, bool) else "takes true or false"
     if kind == "between":

@@ -102,6 +102,14 @@ topics:
             "expectation 'between': takes [low, high]",
         ),
         ("topics:\n  t: {fields: {a: {type: int, expect: {positive: true}}}}", "expectation 'positive': unknown"),
+        (
+            "topics:\n  t: {fields: {a: {type: int, expect: {matches: '^1'}}}}",
+            "expectation 'matches': applies to text, not to a field of type int",
+        ),
+        (
+            "topics:\n  t: {fields: {a: {type: timestamp, expect: {between: [0, 1]}}}}",
+            "expectation 'between': applies to numbers, not to a field of type timestamp",
+        ),
         ("topics:\n  t: {feilds: {a: int}}", "unknown feilds; known: description, entity, event_time"),
         ("topics: [", "not readable as YAML"),
     ],
