@@ -101,10 +101,7 @@ struct Reader {
                 return true;
             case element_type::STRING: {
                 std::string_view s = value.get_string().value_unsafe();
-                if (c->kind == NONE) {
-                    if (looks_like_a_date(s)) return false;
-                    c->become(STRING, count);
-                }
+                if (c->kind == NONE) c->become(STRING, count);
                 if (c->kind != STRING || (!c->declared && looks_like_a_date(s))) return false;
                 if (c->text.size() + s.size() > INT32_MAX) return false;
                 c->pad_to(row);
@@ -200,38 +197,34 @@ PyObject* bytes_of(const void* data, size_t size) {
     return PyBytes_FromStringAndSize(static_cast<const char*>(data), static_cast<Py_ssize_t>(size));
 }
 
-PyObject* packed(const std::vector<uint8_t>& bytes, bool only_ones) {
-    if (only_ones) Py_RETURN_NONE;
-    std::string bits((bytes.size() + 7) / 8, '\0');
-    for (size_t i = 0; i < bytes.size(); i++)
-        if (bytes[i]) bits[i / 8] |= static_cast<char>(1 << (i % 8));
+PyObject* none() { Py_RETURN_NONE; }
+
+// One flag a byte (or a word) as an Arrow bitmap.
+template <typename T>
+PyObject* bits_of(const std::vector<T>& flags) {
+    std::string bits((flags.size() + 7) / 8, '\0');
+    for (size_t i = 0; i < flags.size(); i++)
+        if (flags[i]) bits[i / 8] |= static_cast<char>(1 << (i % 8));
     return bytes_of(bits.data(), bits.size());
 }
 
 // (name, kind, null count, validity bits or None, values, string data or None) for a column.
 PyObject* column_tuple(const Column& c, int64_t count) {
     int64_t nulls = count;
-    std::vector<uint8_t> bools;
     for (uint8_t v : c.valid) nulls -= v;
-    PyObject *values = nullptr, *text = Py_None;
-    Py_INCREF(Py_None);
+    PyObject *values, *text;
     if (c.kind == STRING) {
         values = bytes_of(c.offsets.data(), c.offsets.size() * sizeof(int32_t));
-        Py_DECREF(Py_None);
         text = bytes_of(c.text.data(), c.text.size());
-    } else if (c.kind == INT64) {
-        values = bytes_of(c.ints.data(), c.ints.size() * sizeof(int64_t));
-    } else if (c.kind == DOUBLE) {
-        values = bytes_of(c.doubles.data(), c.doubles.size() * sizeof(double));
-    } else if (c.kind == BOOL) {
-        bools.assign(c.ints.begin(), c.ints.end());
-        values = packed(bools, false);
     } else {
-        values = Py_None;
-        Py_INCREF(Py_None);
+        text = none();
+        values = c.kind == INT64    ? bytes_of(c.ints.data(), c.ints.size() * sizeof(int64_t))
+                 : c.kind == DOUBLE ? bytes_of(c.doubles.data(), c.doubles.size() * sizeof(double))
+                 : c.kind == BOOL   ? bits_of(c.ints)
+                                    : none();
     }
     PyObject* name = PyUnicode_DecodeUTF8(c.name.data(), static_cast<Py_ssize_t>(c.name.size()), "strict");
-    PyObject* valid = c.kind == NONE ? (Py_INCREF(Py_None), Py_None) : packed(c.valid, nulls == 0);
+    PyObject* valid = c.kind == NONE || nulls == 0 ? none() : bits_of(c.valid);
     if (name == nullptr || values == nullptr || text == nullptr || valid == nullptr) {
         Py_XDECREF(name);
         Py_XDECREF(values);
