@@ -199,27 +199,70 @@ PyObject* bytes_of(const void* data, size_t size) {
 
 PyObject* none() { Py_RETURN_NONE; }
 
+// A column's buffer, owned by the Python object pyarrow wraps through the buffer protocol: a bytes
+// object meant copying every column (a batch's whole text) once more, holding the GIL.
+struct Owned {
+    PyObject_HEAD
+    void* container;
+    void (*destroy)(void*);
+    const void* data;
+    Py_ssize_t size;
+};
+
+int owned_buffer(PyObject* self, Py_buffer* view, int flags) {
+    auto* owned = reinterpret_cast<Owned*>(self);
+    return PyBuffer_FillInfo(view, self, const_cast<void*>(owned->data), owned->size, 1, flags);
+}
+
+void owned_dealloc(PyObject* self) {
+    auto* owned = reinterpret_cast<Owned*>(self);
+    owned->destroy(owned->container);
+    PyObject_Free(self);
+}
+
+PyBufferProcs owned_procs = {owned_buffer, nullptr};
+PyTypeObject OwnedType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+template <typename C>
+PyObject* owned(C& container) {
+    size_t size = container.size() * sizeof(typename C::value_type);
+    if (size == 0) return bytes_of(nullptr, 0);
+    Owned* self = PyObject_New(Owned, &OwnedType);
+    if (self == nullptr) return nullptr;
+    C* moved = new (std::nothrow) C(std::move(container));
+    if (moved == nullptr) {
+        PyObject_Free(self);
+        return PyErr_NoMemory();
+    }
+    self->container = moved;
+    self->destroy = [](void* p) { delete static_cast<C*>(p); };
+    self->data = moved->data();
+    self->size = static_cast<Py_ssize_t>(size);
+    return reinterpret_cast<PyObject*>(self);
+}
+
 // One flag a byte (or a word) as an Arrow bitmap.
 template <typename T>
 PyObject* bits_of(const std::vector<T>& flags) {
     std::string bits((flags.size() + 7) / 8, '\0');
     for (size_t i = 0; i < flags.size(); i++)
         if (flags[i]) bits[i / 8] |= static_cast<char>(1 << (i % 8));
-    return bytes_of(bits.data(), bits.size());
+    return owned(bits);
 }
 
-// (name, kind, null count, validity bits or None, values, string data or None) for a column.
-PyObject* column_tuple(const Column& c, int64_t count) {
+// (name, kind, null count, validity bits or None, values, string data or None) for a column,
+// whose buffers it takes.
+PyObject* column_tuple(Column& c, int64_t count) {
     int64_t nulls = count;
     for (uint8_t v : c.valid) nulls -= v;
     PyObject *values, *text;
     if (c.kind == STRING) {
-        values = bytes_of(c.offsets.data(), c.offsets.size() * sizeof(int32_t));
-        text = bytes_of(c.text.data(), c.text.size());
+        values = owned(c.offsets);
+        text = owned(c.text);
     } else {
         text = none();
-        values = c.kind == INT64    ? bytes_of(c.ints.data(), c.ints.size() * sizeof(int64_t))
-                 : c.kind == DOUBLE ? bytes_of(c.doubles.data(), c.doubles.size() * sizeof(double))
+        values = c.kind == INT64    ? owned(c.ints)
+                 : c.kind == DOUBLE ? owned(c.doubles)
                  : c.kind == BOOL   ? bits_of(c.ints)
                                     : none();
     }
@@ -306,4 +349,12 @@ PyModuleDef module = {PyModuleDef_HEAD_INIT, "_flat_json", nullptr, -1, methods}
 
 }  // namespace
 
-PyMODINIT_FUNC PyInit__flat_json() { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__flat_json() {
+    OwnedType.tp_name = "ingestion._flat_json.Buffer";
+    OwnedType.tp_basicsize = sizeof(Owned);
+    OwnedType.tp_flags = Py_TPFLAGS_DEFAULT;
+    OwnedType.tp_dealloc = owned_dealloc;
+    OwnedType.tp_as_buffer = &owned_procs;
+    if (PyType_Ready(&OwnedType) < 0) return nullptr;
+    return PyModule_Create(&module);
+}
