@@ -35,7 +35,8 @@ def read(values: pa.BinaryArray, schema: pa.Schema, max_fields: int) -> pa.Table
     inferred), or None where only pyarrow can say."""
     module = _module()
     declared = [(f.name, _KINDS.get(f.type)) for f in schema]
-    if module is None or values.null_count or any(kind is None for _, kind in declared):
+    # The module reads 32-bit offsets: a large-binary batch is pyarrow's.
+    if module is None or values.type != pa.binary() or values.null_count or any(k is None for _, k in declared):
         return None
     _, offsets, data = values.buffers()
     offsets = memoryview(offsets).cast("B")[values.offset * 4 : (values.offset + len(values) + 1) * 4]

@@ -134,3 +134,8 @@ def test_random_flat_records_match_pyarrow_whenever_the_fast_reader_reads_them()
             expected = pyarrow_reads(batch, DECLARED)
             assert fast.schema == expected.schema and fast.equals(expected), records
     assert read == 200  # none of these needs pyarrow
+
+
+def test_a_batch_with_64_bit_offsets_is_left_to_pyarrow():
+    values = pa.array([b'{"a": "x"}'], pa.large_binary())
+    assert flat_json.read(values, pa.schema([]), 100) is None
