@@ -11,6 +11,7 @@ several machines, an S3 warehouse): `LAKEHOUSE_CATALOG_URI`, `LAKEHOUSE_WAREHOUS
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_KAFKA_PORT = 9092
+# With dbt's own few hundred MiB beside it, a build stays under 3 GiB (bench/cms_marts.py).
+DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
 
 
 def _int(name: str, default: int) -> int:
@@ -96,6 +99,9 @@ class Settings:
     kafka_reader: str = "auto"
     # A folder of `<stream>.yml` declarations (`ingestion/declared.py`), read besides the built-in streams.
     streams_dir: Path | None = None
+    # What DuckDB (dbt's builds, the shell, verify) may hold in memory before it spills to
+    # `duckdb_temp_dir`: by default it takes 80% of the machine, and the CMS full build peaked at 6 GiB.
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
 
     @property
     def raw_dir(self) -> Path:
@@ -125,6 +131,10 @@ class Settings:
     def warehouse_path(self) -> Path:
         """dbt's DuckDB database (the Iceberg tables' files are under `warehouse`)."""
         return self.home / "warehouse.duckdb"
+
+    @property
+    def duckdb_temp_dir(self) -> Path:
+        return self.home / "duckdb_tmp"
 
     @property
     def kafka_dir(self) -> Path:
@@ -186,7 +196,16 @@ def settings() -> Settings:
         streams_dir=Path(os.environ["LAKEHOUSE_STREAMS_DIR"]).expanduser().resolve()
         if os.environ.get("LAKEHOUSE_STREAMS_DIR")
         else None,
+        duckdb_memory_limit=_memory_size("LAKEHOUSE_DUCKDB_MEMORY_LIMIT", DEFAULT_DUCKDB_MEMORY_LIMIT),
     )
+
+
+def _memory_size(name: str, default: str) -> str:
+    """A size as DuckDB reads it: a number and a unit, `2GB`, `512MiB`."""
+    value = (os.environ.get(name) or default).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B)", value, re.IGNORECASE):
+        raise ValueError(f"{name} must be a size such as 2GB or 512MiB, got {value!r}")
+    return value
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> str:
@@ -214,6 +233,9 @@ def export_for_subprocesses(s: Settings | None = None) -> dict[str, str]:
     os.environ["DBT_TARGET_PATH"] = str(s.dbt_target_dir)
     os.environ["DBT_LOG_PATH"] = str(s.dbt_log_dir)
     os.environ["LAKEHOUSE_DUCKDB_EXTENSIONS"] = str(duckdb_extensions_dir())
+    os.environ["LAKEHOUSE_DUCKDB_MEMORY_LIMIT"] = s.duckdb_memory_limit
+    os.environ["LAKEHOUSE_DUCKDB_TEMP_DIR"] = str(s.duckdb_temp_dir)
+    s.duckdb_temp_dir.mkdir(parents=True, exist_ok=True)  # DuckDB makes the last folder of a path only
     os.environ.setdefault("DBT_PROFILES_DIR", str(REPO_ROOT / "dbt_project"))
     # dbt, dagster and duckdb are console scripts beside this interpreter; callers need not activate the venv.
     scripts = str(Path(sys.executable).parent)

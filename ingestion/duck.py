@@ -7,21 +7,44 @@ nothing is ever downloaded at run time.
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import duckdb
 
 from ingestion.catalog import is_object_storage, s3_region
-from ingestion.config import Settings, duckdb_extensions_dir
+from ingestion.config import Settings, duckdb_extensions_dir, settings
+
+_connections = itertools.count()
+
+
+def options(s: Settings, spill_to: str) -> dict[str, str | bool]:
+    """Every DuckDB the product opens: extensions from the wheels' folder, never from the network,
+    and memory bounded, spilling beyond it into `spill_to` under the home's DuckDB folder, a folder
+    of its own (DuckDB removes the folder it made when it closes). dbt's profile reads the same
+    values from the variables `config.export_for_subprocesses` sets."""
+    s.duckdb_temp_dir.mkdir(parents=True, exist_ok=True)  # DuckDB makes the last folder of a path only
+    return {
+        "extension_directory": str(duckdb_extensions_dir()),
+        "autoinstall_known_extensions": False,
+        "memory_limit": s.duckdb_memory_limit,
+        "temp_directory": str(s.duckdb_temp_dir / spill_to),
+    }
 
 
 def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A connection whose extensions load from the wheels' folder, never from the network."""
-    return duckdb.connect(
-        database,
-        read_only=read_only,
-        config={"extension_directory": str(duckdb_extensions_dir()), "autoinstall_known_extensions": False},
-    )
+    """A connection with the product's `options`."""
+    spill_to = f"{os.getpid()}-{next(_connections)}"
+    return duckdb.connect(database, read_only=read_only, config=options(settings(), spill_to))
+
+
+def set_options_sql(s: Settings) -> list[str]:
+    """The `options` as statements, for DuckDB's own shell (this process becomes it)."""
+
+    def literal(value: str | bool) -> str:
+        return str(value).lower() if isinstance(value, bool) else "'" + value.replace("'", "''") + "'"
+
+    return [f"set {name} = {literal(value)};" for name, value in options(s, f"shell-{os.getpid()}").items()]
 
 
 def read_iceberg(con: duckdb.DuckDBPyConnection, settings: Settings) -> duckdb.DuckDBPyConnection:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ingestion import duck
-from ingestion.config import Settings, duckdb_extensions_dir
+from ingestion.config import Settings
 from ingestion.contracts import Contract
 from ingestion.lake import TopicTables, scan_sql
 
@@ -75,11 +75,9 @@ def raw_views_sql(settings: Settings, contracts: Iterable[Contract]) -> str:
     """Views `raw_<table>` over each topic's raw Iceberg table at its current snapshot (an older
     one is `iceberg_scan(<metadata>, snapshot_from_id = <id>)`; `iceberg_snapshots` lists them)."""
     from ingestion.catalog import is_object_storage
-    from ingestion.duck import s3_secret_sql
+    from ingestion.duck import s3_secret_sql, set_options_sql
 
-    directory = str(duckdb_extensions_dir()).replace("'", "''")
-    lines = [f"set extension_directory = '{directory}';", "set autoinstall_known_extensions = false;"]
-    lines += ["load avro;", "load iceberg;"]
+    lines = [*set_options_sql(settings), "load avro;", "load iceberg;"]
     if is_object_storage(settings):
         lines += ["load httpfs;", s3_secret_sql(settings) + ";"]
     for contract in contracts:
