@@ -174,7 +174,8 @@ def bare_statements(home: Path) -> list[str]:
 def slowest_nodes(run_results: Path, count: int = 4) -> list[tuple[str, float]]:
     """The models and tests of a dbt invocation that took longest, by dbt's own timing."""
     results = json.loads(run_results.read_text())["results"]
-    timed_nodes = sorted(((r["unique_id"].split(".")[-1], r["execution_time"]) for r in results), key=lambda n: -n[1])
+    # unique ids read model.<project>.<name>, test.<project>.<name>.<hash>
+    timed_nodes = sorted(((r["unique_id"].split(".")[2], r["execution_time"]) for r in results), key=lambda n: -n[1])
     return timed_nodes[:count]
 
 

@@ -12,11 +12,14 @@
   place of service and data year, the latest record winning. The table grows incrementally:
   a build reads only the offsets past those it already holds, and a re-sent row replaces the
   one it re-sends.
+
+  Each key's winner is found on a narrow projection (the key and the Kafka coordinates), and
+  only the winners' wide rows are kept by a join: the wide rows are never sorted.
 -#}
 
 with
 
-new_rows as (
+new_rows as not materialized (
 
     select * from {{ ref('stg_cms__provider_services') }}
     {% if is_incremental() %}
@@ -25,7 +28,7 @@ new_rows as (
 
 ),
 
-keyed as (
+keyed as not materialized (
 
     select
         concat_ws('|', npi, hcpcs_code, place_of_service, coalesce(cast(data_year as varchar), '')) as provider_service_key,
@@ -34,13 +37,27 @@ keyed as (
 
 ),
 
+winners as (
+
+    -- the latest record of each key: the later Kafka timestamp, then partition, then offset
+    select
+        arg_max(
+            struct_pack(kafka_generation, kafka_partition, kafka_offset),
+            struct_pack(kafka_timestamp, kafka_partition, kafka_offset)
+        ) as winner
+    from keyed
+    group by provider_service_key
+
+),
+
 latest as (
 
-    select * from keyed
-    qualify row_number() over (
-        partition by provider_service_key
-        order by kafka_timestamp desc, kafka_partition desc, kafka_offset desc
-    ) = 1
+    select keyed.*
+    from keyed
+    semi join winners
+        on keyed.kafka_generation is not distinct from winners.winner.kafka_generation
+        and keyed.kafka_partition = winners.winner.kafka_partition
+        and keyed.kafka_offset = winners.winner.kafka_offset
 
 )
 
