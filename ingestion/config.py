@@ -216,6 +216,13 @@ def _choice(name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def made_duckdb_temp_dir(s: Settings) -> Path:
+    """The home's folder for what DuckDB spills, made: DuckDB makes only the last folder of the
+    path it is given, and each DuckDB is given one of its own inside this one."""
+    s.duckdb_temp_dir.mkdir(parents=True, exist_ok=True)
+    return s.duckdb_temp_dir
+
+
 def duckdb_extensions_dir() -> Path:
     """Where the official `duckdb-ext-*` wheels put their binaries; DuckDB loads them from there,
     offline, and never downloads one."""
@@ -234,8 +241,7 @@ def export_for_subprocesses(s: Settings | None = None) -> dict[str, str]:
     os.environ["DBT_LOG_PATH"] = str(s.dbt_log_dir)
     os.environ["LAKEHOUSE_DUCKDB_EXTENSIONS"] = str(duckdb_extensions_dir())
     os.environ["LAKEHOUSE_DUCKDB_MEMORY_LIMIT"] = s.duckdb_memory_limit
-    os.environ["LAKEHOUSE_DUCKDB_TEMP_DIR"] = str(s.duckdb_temp_dir)
-    s.duckdb_temp_dir.mkdir(parents=True, exist_ok=True)  # DuckDB makes the last folder of a path only
+    os.environ["LAKEHOUSE_DUCKDB_TEMP_DIR"] = str(made_duckdb_temp_dir(s))
     os.environ.setdefault("DBT_PROFILES_DIR", str(REPO_ROOT / "dbt_project"))
     # dbt, dagster and duckdb are console scripts beside this interpreter; callers need not activate the venv.
     scripts = str(Path(sys.executable).parent)

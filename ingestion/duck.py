@@ -13,7 +13,7 @@ import os
 import duckdb
 
 from ingestion.catalog import is_object_storage, s3_region
-from ingestion.config import Settings, duckdb_extensions_dir, settings
+from ingestion.config import Settings, duckdb_extensions_dir, made_duckdb_temp_dir, settings
 
 _connections = itertools.count()
 
@@ -23,12 +23,11 @@ def options(s: Settings, spill_to: str) -> dict[str, str | bool]:
     and memory bounded, spilling beyond it into `spill_to` under the home's DuckDB folder, a folder
     of its own (DuckDB removes the folder it made when it closes). dbt's profile reads the same
     values from the variables `config.export_for_subprocesses` sets."""
-    s.duckdb_temp_dir.mkdir(parents=True, exist_ok=True)  # DuckDB makes the last folder of a path only
     return {
         "extension_directory": str(duckdb_extensions_dir()),
         "autoinstall_known_extensions": False,
         "memory_limit": s.duckdb_memory_limit,
-        "temp_directory": str(s.duckdb_temp_dir / spill_to),
+        "temp_directory": str(made_duckdb_temp_dir(s) / spill_to),
     }
 
 
