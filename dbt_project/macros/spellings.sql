@@ -41,7 +41,7 @@
 
 {% macro clean_number(column, type='decimal(38, 10)') %}
   {#- Portal exports quote numbers with thousands separators ("1,101.6777778"). -#}
-  try_cast(replace({{ column }}, ',', '') as {{ type }})
+  {{ try_cast_text("replace(" ~ column ~ ", ',', '')", type) }}
 {%- endmacro %}
 
 

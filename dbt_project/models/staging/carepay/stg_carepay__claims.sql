@@ -16,7 +16,7 @@ typed as (
         try_cast(date_modified as timestamp) as date_modified,
         try_cast(treatment_id as bigint) as treatment_id,
         try_cast(program_id as bigint) as program_id,
-        try_cast(amount as decimal(19, 4)) as amount,
+        {{ try_cast_text("amount", "decimal(19, 4)") }} as amount,
         currency,
         case
             when coalesce(id, status, type, date_created, date_modified, treatment_id, program_id, amount, currency) is null

@@ -15,12 +15,12 @@ typed as (
         try_cast(invoice_id as bigint) as invoice_id,
         try_cast(product_id as bigint) as product_id,
         currency,
-        try_cast(amount as decimal(19, 4)) as amount,
+        {{ try_cast_text("amount", "decimal(19, 4)") }} as amount,
         case
             when coalesce(id, status, date_created, invoice_id, product_id, currency, amount) is null
                 then 'every column null'
             when try_cast(product_id as bigint) < 0 then 'negative PRODUCT_ID'
-            when try_cast(amount as decimal(19, 4)) = 0 then 'zero AMOUNT'
+            when {{ try_cast_text("amount", "decimal(19, 4)") }} = 0 then 'zero AMOUNT'
         end as rejection_reason,
         cast(_kafka_timestamp as timestamptz) as kafka_timestamp,
         cast(_kafka_partition as integer) as kafka_partition,
