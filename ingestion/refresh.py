@@ -1,7 +1,7 @@
 """Which topics' incremental dbt models must be rebuilt from scratch at their next build.
 
 An incremental model takes in only what is new since it last ran: the offsets past those it
-holds (`offsets_past`), or the claims past its last window (`office_revenue_10min`). A quarantine
+holds (`rows_past`), or the claims past its last window (`office_revenue_10min`). A quarantine
 replay stores rows with old offsets and old event times, which no incremental build would take
 in. So the replay leaves a marker (`LAKEHOUSE_HOME/full_refresh/<topic>.json`), the next build of
 the topic's models runs them with `--full-refresh`, and removes the marker once that succeeded,

@@ -1,28 +1,69 @@
 {#
-  The rows of a staging model an incremental model has not taken in yet: those past the
-  highest Kafka offset it holds, partition by partition of each generation of the topic. The offsets are read when the model
-  is compiled and written into the query as literals, so DuckDB prunes the raw Parquet by its
-  row-group statistics instead of reading the whole lake to compare offsets with a join.
+  The records of `relation` (a model with Kafka coordinates) that the incremental model `holder`
+  has not taken in yet: those past the highest offset it holds, partition by partition of each
+  generation of the topic, and every record of a partition or generation it holds nothing of.
+
+  The offsets are read when the query is compiled and written into it as literals, one scan a
+  partition, so DuckDB prunes the raw Parquet by its row-group statistics: a condition that ORs
+  the partitions together is not pushed below a staging view's typing, and typed every record of
+  the lake (2.2 s of 10M CMS records for each test, where these scans take a tenth of that).
 #}
-{% macro offsets_past(relation) %}
+{% macro rows_past(relation, holder) %}
+  {%- set everything = '(select * from ' ~ relation ~ ')' -%}
   {%- if not execute -%}
-    {{ return('true') }}
+    {{ return(everything) }}
   {%- endif -%}
   {#- A table built before topic generations has no kafka_generation yet: all of it is generation 0. -#}
-  {%- set has_generation = 'kafka_generation' in adapter.get_columns_in_relation(relation) | map(attribute='name') | list -%}
+  {%- set has_generation = 'kafka_generation' in adapter.get_columns_in_relation(holder) | map(attribute='name') | list -%}
   {%- set held = run_query(
       "select " ~ ("coalesce(kafka_generation, 0)" if has_generation else "0") ~ ", kafka_partition, max(kafka_offset) from "
-      ~ relation ~ " group by all order by 1, 2"
+      ~ holder ~ " group by all order by 1, 2"
   ) -%}
   {%- if held.rows | length == 0 -%}
-    {{ return('true') }}
+    {{ return(everything) }}
   {%- endif -%}
-  {%- set past = [] -%}
-  {%- set partitions = [] -%}
+  {%- set scans = [] -%}
+  {%- set partitions = {} -%}
   {%- for generation, partition, through in held.rows -%}
-    {%- do past.append('(kafka_generation = ' ~ generation ~ ' and kafka_partition = ' ~ partition
-                       ~ ' and kafka_offset > ' ~ through ~ ')') -%}
-    {%- do partitions.append('(kafka_generation = ' ~ generation ~ ' and kafka_partition = ' ~ partition ~ ')') -%}
+    {%- do scans.append('kafka_generation = ' ~ generation ~ ' and kafka_partition = ' ~ partition
+                        ~ ' and kafka_offset > ' ~ through) -%}
+    {%- do partitions.setdefault(generation, []).append(partition | string) -%}
   {%- endfor -%}
-  {{ return('(' ~ past | join(' or ') ~ ' or not (' ~ partitions | join(' or ') ~ '))') }}
+  {%- for generation, held_partitions in partitions.items() -%}
+    {%- do scans.append('kafka_generation = ' ~ generation ~ ' and kafka_partition not in (' ~ held_partitions | join(', ') ~ ')') -%}
+  {%- endfor -%}
+  {%- do scans.append('kafka_generation not in (' ~ partitions.keys() | map('string') | join(', ') ~ ')') -%}
+  {%- set selects = [] -%}
+  {%- for scan in scans -%}
+    {%- do selects.append('select * from ' ~ relation ~ ' where ' ~ scan) -%}
+  {%- endfor -%}
+  {{ return('(' ~ selects | join(' union all ') ~ ')') }}
 {% endmacro %}
+
+
+{#
+  Where a test reads its model from (dbt's own macro, overridden). A test of a staging view
+  reads the whole raw layer at every build, though a stored record never changes. A test whose
+  `meta.new_rows_of` names the incremental model that takes the view's records in checks only
+  those that model does not hold yet (`rows_past`): in a `dbt build` the view's tests run before
+  the model, so these are the records this build adds, and every record the model holds passed
+  the same tests before it went in. A full refresh, or a model not built yet, tests every record.
+#}
+{% macro get_where_subquery(relation) -%}
+  {%- set where = config.get('where', '') -%}
+  {%- set new_rows_of = (config.get('meta') or {}).get('new_rows_of') -%}
+  {%- set source = relation -%}
+  {%- if new_rows_of and execute and not flags.FULL_REFRESH -%}
+    {%- set holder = adapter.get_relation(database=relation.database, schema=relation.schema, identifier=new_rows_of) -%}
+    {%- if holder is not none -%}
+      {%- set source = rows_past(relation, holder) -%}
+    {%- endif -%}
+  {%- endif -%}
+  {%- if where -%}
+    {%- do return('(select * from ' ~ source ~ ' as tested where ' ~ where ~ ') dbt_subquery') -%}
+  {%- elif source is not sameas relation -%}
+    {%- do return(source ~ ' dbt_subquery') -%}
+  {%- else -%}
+    {%- do return(relation) -%}
+  {%- endif -%}
+{%- endmacro %}

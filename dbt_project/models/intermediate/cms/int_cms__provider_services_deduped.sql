@@ -20,14 +20,8 @@
   columns each side needs.
 -#}
 
-{%- set new_rows -%}
-    (
-        select * from {{ ref('stg_cms__provider_services') }}
-        {%- if is_incremental() %}
-        where {{ offsets_past(this) }}
-        {%- endif %}
-    )
-{%- endset -%}
+{%- set staged = ref('stg_cms__provider_services') -%}
+{%- set new_rows = rows_past(staged, this) if is_incremental() else '(select * from ' ~ staged ~ ')' -%}
 
 {%- set provider_service_key -%}
     concat_ws('|', npi, hcpcs_code, place_of_service, coalesce(cast(data_year as varchar), ''))
