@@ -261,3 +261,28 @@ def test_the_marts_equal_independent_figures_over_every_spelling_then_take_in_a_
     assert "place_of_service = X fails" in built and "avg_payment_amount = -3.0 fails" in built
     assert mart(lake_home, "select * from cms_procedure_reach order by hcpcs_code") == before
     assert "passed (0 rows)" in lakehouse("build", "cms")  # and the next build goes on as usual
+
+
+def test_a_topic_created_again_reaches_the_incremental_marts_through_its_new_generation(kafka_env, lake_home, tmp_path):
+    recreate_topics(kafka_env, TOPIC)
+    rows = fixed_rows()
+    replay(api_csv(tmp_path / "provider_services_2017.csv", rows))
+    lakehouse("build", "cms")
+    stored = mart(lake_home, "select count(*) from int_cms__provider_services_deduped")[0][0]
+    assert stored == len(rows)
+
+    # The topic is deleted and created again: its offsets start at 0 once more, below those the
+    # dedup holds, and the records of the new generation are still new to it.
+    recreate_topics(kafka_env, TOPIC)
+    correction = [row(*PROVIDERS[2], "99213", "F", 40, 33.0)]
+    lakehouse("produce", "cms", "--file", str(new_csv(tmp_path / "MUP_PHY_R20_P04_V10_D17_Prov_Svc.csv", correction)))
+    lakehouse("drain", "cms", "--new-generation")
+    lakehouse("build", "cms")
+
+    assert_marts_match(lake_home, latest([(2017, rows), (2017, correction)]))
+    assert mart(lake_home, "select count(*) from int_cms__provider_services_deduped")[0][0] == stored
+    assert mart(
+        lake_home,
+        "select kafka_generation, kafka_offset from int_cms__provider_services_deduped "
+        "where npi = '1003000142' and hcpcs_code = '99213' and place_of_service = 'F'",
+    ) == [(1, 0)]
