@@ -1,4 +1,9 @@
-"""`lakehouse build`: a stream's quality gates, then its dbt models, as the Dagster run does them."""
+"""`lakehouse build`: the stream's Dagster pipeline job run in this process, all but the drain.
+
+The job the drain sensor launches is the one definition of what a build does (gates, dbt models
+and tests, the warehouse snapshot, the marts' publication, exports); the command runs it over the
+raw tables as they are stored, without draining, and reports what its steps recorded.
+"""
 
 from __future__ import annotations
 
@@ -8,44 +13,50 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from functools import cache
 
-from expectations.gate import GateOutcome, publish_read_snapshots, run_gate
-from ingestion import duck, refresh
 from ingestion.config import settings
 from ingestion.contracts import Contract
 from ingestion.lake import has_raw_files
-from ingestion.streams import EXPORTS
-from orchestration.publish_marts import build_id_of, mart_names_of, publish_marts
-from orchestration.snapshots import publish_snapshot
 
 dbt_log = logging.getLogger("dbt")
+log = logging.getLogger(__name__)
+
+DBT_STEP = "lakehouse_dbt_models"
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """What a quality check recorded: its summary, and the set-aside sample or why it blocked."""
+
+    name: str  # topic/suite
+    passed: bool
+    summary: str
+    detail: str  # markdown: the set-aside sample, or the suite's result when it blocked
+    what_to_do: str | None
 
 
 @dataclass
 class StreamBuild:
     stream: str
-    gates: list[tuple[str, GateOutcome]] = field(default_factory=list)
+    gates: list[GateReport] = field(default_factory=list)
     dbt_ran: bool = False
     dbt_succeeded: bool = False
     row_counts: dict[str, int] = field(default_factory=dict)
     nothing_stored: list[str] = field(default_factory=list)  # topics with no raw file yet
     published: int | None = None  # messages the stream's export sent on, if it has one
     dbt_summary: str | None = None  # dbt's own count of what it ran: "PASS=27 WARN=0 ERROR=0 SKIP=0 …"
+    failures: list[str] = field(default_factory=list)  # steps that failed other than by dbt or a gate
     seconds: float = 0.0
 
     @property
     def gates_passed(self) -> bool:
         """No gate blocked (rows set aside or warnings do not stop the models)."""
-        return not any(gate.blocked for _, gate in self.gates)
+        return all(gate.passed for gate in self.gates)
 
     @property
     def succeeded(self) -> bool:
-        return bool(self.nothing_stored) or (self.gates_passed and self.dbt_succeeded)
-
-
-def run_gates(contracts: tuple[Contract, ...]) -> list[tuple[str, GateOutcome]]:
-    s = settings()
-    return [(f"{c.topic}/{suite}", run_gate(s, c, suite)) for c in contracts for suite in c.suites]
+        return bool(self.nothing_stored) or (self.gates_passed and self.dbt_succeeded and not self.failures)
 
 
 class _DbtLines(io.TextIOBase):
@@ -71,53 +82,75 @@ class _DbtLines(io.TextIOBase):
         return len(text)
 
 
+@cache
+def _definitions():
+    from orchestration.definitions import defs
+
+    return defs()
+
+
 def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
     started = time.monotonic()
-    result = _build_stream(stream, contracts)
+    empty = [c.topic for c in contracts if not has_raw_files(settings(), c.topic)]
+    if len(empty) == len(contracts):
+        return StreamBuild(stream, nothing_stored=empty)
+    result = _run_pipeline(stream, contracts)
     result.seconds = time.monotonic() - started
     return result
 
 
-def _build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
-    from orchestration.defs.dbt import dbt_resource, keep_partial_parse
+def _run_pipeline(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
+    import dagster as dg
 
-    s = settings()
-    empty = [c.topic for c in contracts if not has_raw_files(s, c.topic)]
-    if len(empty) == len(contracts):
-        return StreamBuild(stream, nothing_stored=empty)
-    result = StreamBuild(stream, gates=run_gates(contracts))
-    if not result.gates_passed:
-        return result
-    publish_read_snapshots(s, contracts)
-    selection = " ".join(f"source:raw.{c.table_name}+" for c in contracts)
-    # Rows a quarantine replay stored carry old offsets, which incremental models never take in.
-    replayed = refresh.pending(s, [c.topic for c in contracts])
-    args = ["build", "--select", selection] + (["--full-refresh"] if replayed else [])
+    from orchestration.defs.raw import pipeline_job_name, raw_asset_key
+
+    job = _definitions().resolve_job_def(pipeline_job_name(stream))
+    topics = {raw_asset_key(c): c.topic for c in contracts}
+    # Everything the sensor's run does after its drain: the raw assets' checks, every downstream
+    # asset, and their checks (dbt's tests).
+    subset = job.get_subset(
+        asset_selection=set(job.asset_layer.selected_asset_keys) - set(topics),
+        asset_check_selection=set(job.asset_layer.asset_graph.asset_check_keys),
+    )
+    level = "DEBUG" if log.isEnabledFor(logging.DEBUG) else "WARNING"
     said = _DbtLines()
     with contextlib.redirect_stdout(said):
-        invocation = dbt_resource().cli(args, raise_on_error=False)
-        invocation.wait()
-    keep_partial_parse(invocation)
-    result.dbt_summary = said.summary
-    result.dbt_ran = True
-    result.dbt_succeeded = invocation.is_successful()
-    if result.dbt_succeeded:
-        refresh.done(s, replayed)
-    run_results = invocation.get_artifact("run_results.json")
-    manifest = invocation.get_artifact("manifest.json")
-    models = [
-        manifest["nodes"][r["unique_id"]]
-        for r in run_results["results"]
-        if r["unique_id"].startswith("model.") and r["status"] == "success"
-    ]
-    with duck.connect(str(settings().warehouse_path), read_only=True) as con:
-        for node in models:
-            (count,) = con.execute(f"select count(*) from {node['relation_name']}").fetchone()
-            result.row_counts[node["name"]] = count
-    if result.dbt_succeeded:
-        copy = publish_snapshot(settings(), [node["name"] for node in models])
-        publish_marts(settings(), mart_names_of(run_results, manifest), build_id_of(run_results), copy)
-    export = EXPORTS.get(stream)
-    if export is not None and result.dbt_succeeded:
-        result.published = export.publish(settings().warehouse_path)
+        run = subset.execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+            tags={"lakehouse/command": "build"},
+            raise_on_error=False,
+        )
+
+    result = StreamBuild(stream, dbt_summary=said.summary)
+    for check in run.get_asset_check_evaluations():
+        if check.asset_key in topics:
+            meta = {key: value.value for key, value in check.metadata.items()}
+            result.gates.append(
+                GateReport(
+                    name=f"{topics[check.asset_key]}/{check.check_name}",
+                    passed=check.passed,
+                    summary=meta.get("outcome", ""),
+                    detail=meta.get("result" if not check.passed else "set_aside_sample", ""),
+                    what_to_do=meta.get("what_to_do"),
+                )
+            )
+    for event in run.get_asset_materialization_events():
+        key, meta = event.asset_key, event.materialization.metadata
+        if key.path[0] == "exports":
+            result.published = (result.published or 0) + meta["published"].value
+        elif "dagster/row_count" in meta:
+            result.row_counts[key.path[-1]] = meta["dagster/row_count"].value
+    started = {e.step_key for e in run.all_events if e.event_type_value == "STEP_START"}
+    result.dbt_ran = DBT_STEP in started
+    result.dbt_succeeded = any(e.step_key == DBT_STEP for e in run.get_step_success_events())
+    # A gate that blocks fails its step on purpose, and dbt says why it failed itself.
+    blocked = {
+        e.step_key
+        for e in run.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+    }
+    for failure in run.get_step_failure_events():
+        if failure.step_key != DBT_STEP and failure.step_key not in blocked:
+            result.failures.append(f"{failure.step_key}: {failure.step_failure_data.error.message.strip()}")
     return result

@@ -34,6 +34,18 @@ def _setup_logging(verbose: bool) -> None:
     logging.captureWarnings(True)
     logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose else logging.ERROR)
     logging.getLogger("great_expectations").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:
+        # The libraries a build runs in this process (Dagster, its SQLite migrations, GX) log their
+        # progress at INFO, some setting their own loggers' levels: only this product's is shown.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_ours_or_trouble)
+
+
+_OURS = ("lakehouse", "ingestion", "orchestration", "expectations", "dbt", "__main__")
+
+
+def _ours_or_trouble(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.split(".", 1)[0] in _OURS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -542,14 +554,16 @@ def build(stream: str | None) -> None:
         if result.nothing_stored:
             click.echo(f"{name}: nothing stored yet in {', '.join(result.nothing_stored)}; drain it first")
             continue
-        for suite, gate in result.gates:
-            _print_gate(suite, gate)
+        for gate in result.gates:
+            _print_gate(gate)
         if not result.gates_passed:
             click.echo(f"{name}: dbt models not built, a quality gate blocked")
         for model, rows in result.row_counts.items():
             click.echo(f"{model}: {rows} rows")
         if result.published is not None:
             click.echo(f"{name}: published {result.published} new or changed rows")
+        for failure in result.failures:
+            click.echo(f"{name}: step {failure}", err=True)
         if result.dbt_ran:
             outcome = "built" if result.dbt_succeeded else "dbt build failed (its errors are above)"
             said = f", dbt {result.dbt_summary}" if result.dbt_summary else ""
@@ -558,25 +572,16 @@ def build(stream: str | None) -> None:
     sys.exit(1 if failed else 0)
 
 
-def _print_gate(name: str, gate) -> None:
+def _print_gate(gate) -> None:
     """passed / N rows set aside, with their reasons / BLOCKED, with why and what to do."""
-    from expectations.gate import what_to_do
-
-    outcome = gate.outcome
-    click.echo(f"gate {name}: {outcome.summary()}")
-    if gate.blocked:
-        click.echo(outcome.to_markdown())
-        click.echo(f"what to do: {what_to_do(gate.stream, gate.suite)}")
+    click.echo(f"gate {gate.name}: {gate.summary}")
+    if gate.passed:
+        for line in gate.detail.splitlines():
+            click.echo(f"  {line.removeprefix('- ')}")
         return
-    shown = outcome.set_aside.head(20)
-    for partition, offset, reason in zip(
-        shown["_kafka_partition"], shown["_kafka_offset"], shown["reason"], strict=True
-    ):
-        click.echo(f"  set aside {gate.topic}[{partition}]@{offset}: {reason}")
-    if len(outcome.set_aside) > len(shown):
-        click.echo(
-            f"  ... and {len(outcome.set_aside) - len(shown)} more (`lakehouse verify {gate.topic}` counts them)"
-        )
+    click.echo(gate.detail)
+    if gate.what_to_do:
+        click.echo(f"what to do: {gate.what_to_do}")
 
 
 @cli.command()

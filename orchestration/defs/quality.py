@@ -13,16 +13,20 @@ in Dagster 1.13 a `passed=False` result of WARN severity does not stop the run's
 (which asks for a check that succeeded) would then keep the marts from being built later.
 """
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from expectations.gate import run_gate, what_to_do
-from expectations.validation import markdown_table
 from ingestion.config import settings
 from ingestion.contracts import Contract
 from ingestion.streams import CONTRACTS
 from orchestration.defs.raw import raw_asset_key
 
-SAMPLE_ROWS = 10
+if TYPE_CHECKING:
+    import pandas as pd
+
+SAMPLE_ROWS = 20
 
 
 def quality_check(contract: Contract, suite: str) -> dg.AssetChecksDefinition:
@@ -48,8 +52,7 @@ def quality_check(contract: Contract, suite: str) -> dg.AssetChecksDefinition:
         if gate.blocked:
             metadata["what_to_do"] = what_to_do(contract.stream, suite)
         elif outcome.set_aside_rows:
-            reasons = outcome.set_aside[["_kafka_partition", "_kafka_offset", "reason"]].head(SAMPLE_ROWS)
-            metadata["set_aside_sample"] = dg.MetadataValue.md(markdown_table(reasons))
+            metadata["set_aside_sample"] = dg.MetadataValue.md(set_aside_sample(contract.topic, outcome.set_aside))
         return dg.AssetCheckResult(
             passed=not gate.blocked,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -58,6 +61,20 @@ def quality_check(contract: Contract, suite: str) -> dg.AssetChecksDefinition:
         )
 
     return _check
+
+
+def set_aside_sample(topic: str, set_aside: "pd.DataFrame") -> str:
+    """The first rows set aside, one markdown item each, as the UI and `lakehouse build` show them."""
+    shown = set_aside.head(SAMPLE_ROWS)
+    lines = [
+        f"- set aside {topic}[{partition}]@{offset}: {reason}"
+        for partition, offset, reason in zip(
+            shown["_kafka_partition"], shown["_kafka_offset"], shown["reason"], strict=True
+        )
+    ]
+    if len(set_aside) > len(shown):
+        lines.append(f"- ... and {len(set_aside) - len(shown)} more (`lakehouse verify {topic}` counts them)")
+    return "\n".join(lines)
 
 
 @dg.definitions
