@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ingestion.config import REPO_ROOT
-from orchestration.cli import cli
+from orchestration.commands.cli import cli
 
 
 @pytest.fixture(scope="module")

@@ -206,7 +206,7 @@ def test_a_failed_dagster_drain_run_is_planned_again_and_its_retry_completes_the
     kafka_env, lake_home, monkeypatch, point
 ):
     from ingestion.config import settings
-    from orchestration.dagster_home import prepare_instance
+    from orchestration.commands.dagster_home import prepare_instance
     from orchestration.definitions import defs as load
 
     recreate_topics(kafka_env, TOPIC)

@@ -244,7 +244,7 @@ def test_the_dagster_raw_asset_shows_a_loss_and_the_sensor_names_a_recreated_top
     import dagster as dg
 
     from ingestion.config import settings
-    from orchestration.dagster_home import prepare_instance
+    from orchestration.commands.dagster_home import prepare_instance
     from orchestration.definitions import defs as load
 
     recreate_topics(kafka_env, TOPIC, partitions=1)

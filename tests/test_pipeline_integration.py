@@ -14,7 +14,7 @@ from ingestion.drain import drain
 from ingestion.produce import produce
 from ingestion.streams import prices
 from ingestion.verify import verify
-from orchestration.dagster_home import prepare_instance
+from orchestration.commands.dagster_home import prepare_instance
 from tests import lake_tables
 from tests.conftest import recreate_topics
 

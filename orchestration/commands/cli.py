@@ -544,7 +544,7 @@ def quarantine_replay(topic: str, reason: str | None, offsets: str | None, as_js
 @click.argument("stream", required=False)
 def build(stream: str | None) -> None:
     """Run a stream's quality gates and dbt models once (all streams when none is named)."""
-    from orchestration.build import build_stream
+    from orchestration.commands.build import build_stream
 
     failed = False
     selected = [contracts_for(stream)] if stream else list(registry.STREAMS.values())
@@ -614,7 +614,7 @@ def status(as_json: bool) -> None:
     from rich.table import Table
 
     from expectations.gate import what_to_do
-    from orchestration.status import age, as_dict, mart_status, rejected_counts, topic_status
+    from orchestration.commands.status import age, as_dict, mart_status, rejected_counts, topic_status
 
     s = settings()
     topics = topic_status(s)
@@ -672,8 +672,8 @@ def status(as_json: bool) -> None:
 @click.option("--no-serve", is_flag=True, help="Only generate the site (under LAKEHOUSE_HOME/docs/site).")
 def docs(port: int, host: str, no_serve: bool) -> None:
     """Generate the dbt docs site from the latest good build (no warehouse lock taken) and serve it."""
-    from orchestration import docs as docs_site
-    from orchestration.dagster_home import interrupt_on_sigterm
+    from orchestration.commands import docs as docs_site
+    from orchestration.commands.dagster_home import interrupt_on_sigterm
 
     try:
         site = docs_site.generate(settings())
@@ -713,7 +713,7 @@ def docs(port: int, host: str, no_serve: bool) -> None:
 )
 def ui(port: int, host: str, only: str | None, code_server: str | None) -> None:
     """Start the Dagster web UI and daemon (sensors, automation) until Ctrl-C or SIGTERM."""
-    from orchestration.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
+    from orchestration.commands.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
 
     interrupt_on_sigterm()
     proc = start_dev(settings(), host=host, port=port, only=only, code_server=code_server)
@@ -737,7 +737,7 @@ def ui(port: int, host: str, only: str | None, code_server: str | None) -> None:
 @click.option("--port", type=int, default=3000, show_default=True, help="Dagster UI port.")
 def demo(once: bool, count: int, cms_count: int, port: int) -> None:
     """Start Kafka, send a sample of every stream, run Dagster until every mart is built, print them."""
-    from orchestration import demo as demo_flow
+    from orchestration.commands import demo as demo_flow
 
     demo_flow.run(once=once, count=count, cms_count=cms_count, port=port)
 

@@ -16,7 +16,7 @@ from ingestion import duck, local_kafka
 from ingestion.config import settings
 from ingestion.produce import produce, produce_to
 from ingestion.streams import carepay, cms, office, prices, stedi
-from orchestration.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
+from orchestration.commands.dagster_home import interrupt_on_sigterm, start_dev, stop_dev
 
 log = logging.getLogger(__name__)
 
