@@ -543,7 +543,8 @@ def quarantine_replay(topic: str, reason: str | None, offsets: str | None, as_js
 @cli.command()
 @click.argument("stream", required=False)
 def build(stream: str | None) -> None:
-    """Run a stream's quality gates and dbt models once (all streams when none is named)."""
+    """Run a stream's pipeline job once, all but its drain: gates, dbt models, publication, export
+    (all streams when none is named)."""
     from orchestration.commands.build import build_stream
 
     failed = False
