@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 
+from ingestion import duck
 from ingestion.config import settings
 from ingestion.contracts import Contract
 from ingestion.lake import has_raw_files
@@ -135,12 +136,18 @@ def _run_pipeline(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
                     what_to_do=meta.get("what_to_do"),
                 )
             )
+    models = []
     for event in run.get_asset_materialization_events():
-        key, meta = event.asset_key, event.materialization.metadata
+        key = event.asset_key
         if key.path[0] == "exports":
-            result.published = (result.published or 0) + meta["published"].value
-        elif "dagster/row_count" in meta:
-            result.row_counts[key.path[-1]] = meta["dagster/row_count"].value
+            result.published = (result.published or 0) + event.materialization.metadata["published"].value
+        else:  # a dbt model
+            models.append(key.path[-1])
+    # Counted here, not in the job: a staging view's count reads the whole raw layer, a cost the
+    # sensor's runs need not pay every few minutes.
+    with duck.connect(str(settings().warehouse_path), read_only=True) as con:
+        for name in models:
+            (result.row_counts[name],) = con.execute(f'select count(*) from "{name}"').fetchone()
     started = {e.step_key for e in run.all_events if e.event_type_value == "STEP_START"}
     result.dbt_ran = DBT_STEP in started
     result.dbt_succeeded = any(e.step_key == DBT_STEP for e in run.get_step_success_events())

@@ -183,7 +183,7 @@ def incremental_models_of(table: str) -> set[str]:
 
 
 def with_mart_previews(context: dg.AssetExecutionContext, events: list) -> Iterator:
-    """Each model's materialization with its row count, and each mart's with its first rows."""
+    """Each mart's materialization with its row count and its first rows."""
 
     from expectations.validation import markdown_table
     from orchestration.charts import as_markdown, bar_chart
@@ -193,16 +193,18 @@ def with_mart_previews(context: dg.AssetExecutionContext, events: list) -> Itera
         for event in events:
             if isinstance(event, dg.Output):
                 key = context.asset_key_for_output(event.output_name)
-                name = key.path[-1]
-                (rows,) = con.execute(f'select count(*) from "{name}"').fetchone()
-                extra: dict[str, Any] = {"dagster/row_count": dg.MetadataValue.int(rows)}
                 if key.path[0] == "marts":
+                    name = key.path[-1]
+                    (rows,) = con.execute(f'select count(*) from "{name}"').fetchone()
                     preview = con.execute(f'select * from "{name}" limit {PREVIEW_ROWS}').df()
-                    extra["preview"] = dg.MetadataValue.md(markdown_table(preview))
+                    extra: dict[str, Any] = {
+                        "dagster/row_count": dg.MetadataValue.int(rows),
+                        "preview": dg.MetadataValue.md(markdown_table(preview)),
+                    }
                     if name in charts:
                         frame = con.execute(f'select * from "{name}"').df()
                         extra["chart"] = dg.MetadataValue.md(as_markdown(bar_chart(frame, charts[name], name), name))
-                event = event.with_metadata({**event.metadata, **extra})
+                    event = event.with_metadata({**event.metadata, **extra})
             yield event
 
 
