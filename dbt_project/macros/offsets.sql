@@ -2,17 +2,23 @@
   The records of `relation` (a model with Kafka coordinates) that the incremental model `holder`
   has not taken in yet: those past the highest offset it holds, partition by partition of each
   generation of the topic, and every record of a partition or generation it holds nothing of.
+  `coordinates` names the relation's generation, partition and offset columns (the raw table
+  spells them `_generation`, `_kafka_partition`, `_kafka_offset`); the holder's are staging's.
 
   The offsets are read when the query is compiled and written into it as literals, one scan a
   partition, so DuckDB prunes the raw Parquet by its row-group statistics: a condition that ORs
   the partitions together is not pushed below a staging view's typing, and typed every record of
   the lake (2.2 s of 10M CMS records for each test, where these scans take a tenth of that).
+  What the holder holds nothing of is said as ranges (`> 2`, or `in` the gaps below it), never
+  as `not in`: statistics prune a range, and a `not in` read every file of the lake (0.25 s a
+  scan of 10M records, against 0.07 s).
 #}
-{% macro rows_past(relation, holder) %}
+{% macro rows_past(relation, holder, coordinates=('kafka_generation', 'kafka_partition', 'kafka_offset')) %}
   {%- set everything = '(select * from ' ~ relation ~ ')' -%}
   {%- if not execute -%}
     {{ return(everything) }}
   {%- endif -%}
+  {%- set generation_column, partition_column, offset_column = coordinates -%}
   {#- A table built before topic generations has no kafka_generation yet: all of it is generation 0. -#}
   {%- set has_generation = 'kafka_generation' in adapter.get_columns_in_relation(holder) | map(attribute='name') | list -%}
   {%- set held = run_query(
@@ -25,19 +31,32 @@
   {%- set scans = [] -%}
   {%- set partitions = {} -%}
   {%- for generation, partition, through in held.rows -%}
-    {%- do scans.append('kafka_generation = ' ~ generation ~ ' and kafka_partition = ' ~ partition
-                        ~ ' and kafka_offset > ' ~ through) -%}
-    {%- do partitions.setdefault(generation, []).append(partition | string) -%}
+    {%- do scans.append(generation_column ~ ' = ' ~ generation ~ ' and ' ~ partition_column ~ ' = ' ~ partition
+                        ~ ' and ' ~ offset_column ~ ' > ' ~ through) -%}
+    {#- agate reads the numbers as decimals -#}
+    {%- do partitions.setdefault(generation | int, []).append(partition | int) -%}
   {%- endfor -%}
   {%- for generation, held_partitions in partitions.items() -%}
-    {%- do scans.append('kafka_generation = ' ~ generation ~ ' and kafka_partition not in (' ~ held_partitions | join(', ') ~ ')') -%}
+    {%- do scans.append(generation_column ~ ' = ' ~ generation ~ ' and ' ~ not_held(partition_column, held_partitions)) -%}
   {%- endfor -%}
-  {%- do scans.append('kafka_generation not in (' ~ partitions.keys() | map('string') | join(', ') ~ ')') -%}
+  {%- do scans.append(not_held(generation_column, partitions.keys() | list)) -%}
   {%- set selects = [] -%}
   {%- for scan in scans -%}
     {%- do selects.append('select * from ' ~ relation ~ ' where ' ~ scan) -%}
   {%- endfor -%}
   {{ return('(' ~ selects | join(' union all ') ~ ')') }}
+{% endmacro %}
+
+
+{#- `column` is none of the numbers `held` (whole numbers from 0: partitions, generations). -#}
+{% macro not_held(column, held) %}
+  {%- set highest = held | max -%}
+  {%- set gaps = [] -%}
+  {%- for number in range(highest) if number not in held -%}
+    {%- do gaps.append(number | string) -%}
+  {%- endfor -%}
+  {%- set above = column ~ ' > ' ~ highest -%}
+  {{ return('(' ~ above ~ ' or ' ~ column ~ ' in (' ~ gaps | join(', ') ~ '))' if gaps else above) }}
 {% endmacro %}
 
 

@@ -30,10 +30,9 @@ variation as (
         sum(services) as services,
         sum(services * avg_payment) / nullif(sum(services), 0) as mean_payment,
         avg(avg_payment) as provider_mean_payment,
-        quantile_cont(avg_payment, 0.5) as median_payment,
+        -- the three quantiles in one sort of each code's providers, not three
+        quantile_cont(avg_payment, [0.1, 0.5, 0.9]) as quantiles,
         {{ stddev_samp_or_null('avg_payment') }} as stddev_payment,
-        quantile_cont(avg_payment, 0.1) as p10_payment,
-        quantile_cont(avg_payment, 0.9) as p90_payment,
         min(avg_payment) as min_payment,
         max(avg_payment) as max_payment
 
@@ -43,7 +42,17 @@ variation as (
 )
 
 select
-    *,
+    hcpcs_code,
+    providers,
+    services,
+    mean_payment,
+    provider_mean_payment,
+    quantiles[2] as median_payment,
+    stddev_payment,
+    quantiles[1] as p10_payment,
+    quantiles[3] as p90_payment,
+    min_payment,
+    max_payment,
     stddev_payment / nullif(provider_mean_payment, 0) as cv_payment
 
 from variation
