@@ -8,12 +8,21 @@ drain applies (`ingestion.contracts.Contract`), the quality suite that gates the
 mechanism for any topic, with nothing of the project to change. The README's "Adding a stream"
 shows one, and every key it may hold.
 
+What only a stream needs beyond that is an extension of its declaration, never a second
+mechanism: the five built-in streams are declared the same way (`ingestion/streams/<stream>.yml`)
+and name their `extension`, the Python module of their producers, whose attributes a topic may
+name (`spellings: ALIASES`, the CMS files' names for each field). A topic may also keep every
+field as sent (`fields: as_sent`), carry Kafka headers as columns (`headers:`), keep each record's
+JSON as text (`raw_json: true`), be gated by suites kept as files (`suites:`) and ship its own
+staging models (`staging: own`) instead of the generated one.
+
 A file that says something this cannot do is refused with the file, the place and what is
 allowed, never half read.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,8 +49,14 @@ _DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 TYPES = (*_ARROW_TYPES, "decimal(p,s)")
 EXPECTATIONS = ("not_null", "between", "in", "matches", "unique")
 FORMATS = ("json",)  # the declaration has room for more (`avro`), the drain reads JSON today
-_STREAM_KEYS = {"topics", "description"}
-_TOPIC_KEYS = {"format", "key", "event_time", "fields", "entity", "description", "partitions"}
+_STREAM_KEYS = {"topics", "description", "extension"}
+_TOPIC_KEYS = {
+    "format", "key", "event_time", "fields", "entity", "description", "partitions",
+    # extensions: what only some streams need
+    "suites", "staging", "headers", "raw_json", "spellings",
+}  # fmt: skip
+AS_SENT = "as_sent"  # `fields: as_sent`: no declared fields, every field kept as the record has it
+STAGING = ("generated", "own")
 _FIELD_KEYS = {"type", "required", "expect", "description"}
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _TOPIC = re.compile(r"[A-Za-z0-9._-]+")
@@ -68,11 +83,13 @@ class Declaration:
     entity: str  # `readings`: staging's model is `stg_<stream>__<entity>`
     key: str | None
     fields: tuple[DeclaredField, ...]
+    # False where the stream ships its own staging models (`staging: own`), as the built-in ones do.
+    generates_staging: bool = True
 
     @property
-    def suite(self) -> str:
-        """The name of the quality suite made from the fields' expectations."""
-        return f"raw_{self.entity}"
+    def suite(self) -> str | None:
+        """The name of the quality suite made from the fields' expectations; None without any."""
+        return f"raw_{self.entity}" if any(f.expect for f in self.fields) else None
 
 
 def arrow_type(declared: str) -> pa.DataType:
@@ -108,14 +125,25 @@ def load_file(path: Path) -> list[Contract]:
     topics = document.get("topics")
     if not isinstance(topics, dict) or not topics:
         raise InvalidDeclaration(f"{where}: `topics:` must map each topic's name to its declaration")
-    contracts = [_topic(path, stream, str(topic), spec) for topic, spec in topics.items()]
+    extension = _extension(where, document.get("extension"))
+    contracts = [_topic(path, stream, str(topic), spec, extension) for topic, spec in topics.items()]
     entities = [c.declared.entity for c in contracts if c.declared]
     if len(set(entities)) != len(entities):
         raise InvalidDeclaration(f"{where}: two topics have the same entity; give one an `entity:` of its own")
     return contracts
 
 
-def _topic(path: Path, stream: str, topic: str, spec: Any) -> Contract:
+def _extension(where: str, name: Any) -> Any:
+    """The module a declaration names as its `extension`, imported; None without one."""
+    if name is None:
+        return None
+    try:
+        return importlib.import_module(str(name))
+    except ImportError as exc:
+        raise InvalidDeclaration(f"{where}: extension {name!r} cannot be imported: {exc}") from exc
+
+
+def _topic(path: Path, stream: str, topic: str, spec: Any, extension: Any = None) -> Contract:
     where = f"{path}: topic {topic!r}"
     if not _TOPIC.fullmatch(topic):
         raise InvalidDeclaration(f"{where}: a Kafka topic's name is letters, digits, '.', '_' and '-'")
@@ -123,9 +151,18 @@ def _topic(path: Path, stream: str, topic: str, spec: Any) -> Contract:
     format_ = spec.get("format", "json")
     if format_ not in FORMATS:
         raise InvalidDeclaration(f"{where}: format {format_!r} is not read yet; known: {', '.join(FORMATS)}")
+    staging = spec.get("staging", "generated")
+    if staging not in STAGING:
+        raise InvalidDeclaration(f"{where}: staging {staging!r} is not one of {', '.join(STAGING)}")
     fields_spec = spec.get("fields")
-    if not isinstance(fields_spec, dict) or not fields_spec:
-        raise InvalidDeclaration(f"{where}: `fields:` must map each field's name to its type")
+    if fields_spec == AS_SENT:
+        if staging != "own":
+            raise InvalidDeclaration(
+                f"{where}: `fields: {AS_SENT}` leaves nothing to generate staging from: say `staging: own`"
+            )
+        fields_spec = {}
+    elif not isinstance(fields_spec, dict) or not fields_spec:
+        raise InvalidDeclaration(f"{where}: `fields:` must map each field's name to its type, or be `{AS_SENT}`")
     fields = tuple(_field(f"{where}, field {name!r}", str(name), value) for name, value in fields_spec.items())
     names = [f.name for f in fields]
     key = spec.get("key")
@@ -141,7 +178,18 @@ def _topic(path: Path, stream: str, topic: str, spec: Any) -> Contract:
     partitions = spec.get("partitions", 1)
     if not isinstance(partitions, int) or partitions < 1:
         raise InvalidDeclaration(f"{where}: partitions must be a whole number of at least 1")
-    declaration = Declaration(path=path, entity=entity, key=key, fields=fields)
+    suites = spec.get("suites", [])
+    if not isinstance(suites, list) or not all(isinstance(s, str) and _NAME.fullmatch(s) for s in suites):
+        raise InvalidDeclaration(f"{where}: `suites:` must list suite names (expectations/{stream}/<suite>.json)")
+    headers = spec.get("headers", [])
+    if not isinstance(headers, list) or not all(isinstance(h, str) and h for h in headers):
+        raise InvalidDeclaration(f"{where}: `headers:` must list the names of Kafka headers to keep")
+    raw_json = spec.get("raw_json", False)
+    if not isinstance(raw_json, bool):
+        raise InvalidDeclaration(f"{where}: raw_json takes true or false")
+    declaration = Declaration(
+        path=path, entity=entity, key=key, fields=fields, generates_staging=staging == "generated"
+    )
     return Contract(
         stream=stream,
         topic=topic,
@@ -151,9 +199,25 @@ def _topic(path: Path, stream: str, topic: str, spec: Any) -> Contract:
         event_time=event_time,
         description=str(spec.get("description") or f"Declared in {path.name}: {', '.join(names)}."),
         partitions=partitions,
-        suites=(declaration.suite,) if any(f.expect for f in fields) else (),
+        suites=(*([declaration.suite] if declaration.suite else []), *suites),
+        headers=tuple(headers),
+        aliases=_spellings(where, spec.get("spellings"), extension),
+        raw_json=raw_json,
         declared=declaration,
     )
+
+
+def _spellings(where: str, spec: Any, extension: Any) -> dict[str, tuple[str, ...]]:
+    """Field -> the lower-case names it arrives under: a mapping, or the name of the extension's."""
+    if spec is None:
+        return {}
+    if isinstance(spec, str):
+        if extension is None or not isinstance(getattr(extension, spec, None), Mapping):
+            raise InvalidDeclaration(f"{where}: spellings {spec!r} must name a mapping of the stream's extension")
+        spec = getattr(extension, spec)
+    if not isinstance(spec, Mapping) or not all(isinstance(v, list | tuple) for v in spec.values()):
+        raise InvalidDeclaration(f"{where}: `spellings:` must map each field to the names it arrives under")
+    return {str(name): tuple(str(s).lower() for s in spellings) for name, spellings in spec.items()}
 
 
 def _field(where: str, name: str, spec: Any) -> DeclaredField:

@@ -59,10 +59,10 @@ def staging_model_name(contract: Contract) -> str:
 
 
 def write_generated(settings: Settings, contracts: Iterable[Contract], project: Path) -> Path:
-    """The folder dbt runs in: `project` itself with no declared stream, else the composed project
-    with the sources and staging models of every declared contract (any left from declarations
-    that are gone removed)."""
-    contracts = [c for c in contracts if c.declared is not None]
+    """The folder dbt runs in: `project` itself when no stream has its staging generated (the
+    built-in ones ship their own), else the composed project with the sources and staging models
+    of every such contract (any left from declarations that are gone removed)."""
+    contracts = [c for c in contracts if c.declared is not None and c.declared.generates_staging]
     composed = composed_dir(settings)
     if not contracts:
         shutil.rmtree(composed, ignore_errors=True)

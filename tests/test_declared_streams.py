@@ -17,6 +17,7 @@ from expectations.suites import declared_suite
 from ingestion.config import REPO_ROOT
 from ingestion.declared import InvalidDeclaration, load_file
 from ingestion.produce import file_messages
+from ingestion.streams import BUILT_IN_DIR, built_in, cms
 from orchestration.generated import staging_sql
 from tests.cli import lakehouse, run
 from tests.conftest import recreate_topics
@@ -111,6 +112,13 @@ topics:
             "expectation 'between': applies to numbers, not to a field of type timestamp",
         ),
         ("topics:\n  t: {feilds: {a: int}}", "unknown feilds; known: description, entity, event_time"),
+        ("topics:\n  t: {fields: as_sent}", "leaves nothing to generate staging from: say `staging: own`"),
+        ("topics:\n  t: {fields: {a: int}, staging: mine}", "staging 'mine' is not one of generated, own"),
+        ("topics:\n  t: {fields: {a: int}, spellings: ALIASES}", "spellings 'ALIASES' must name a mapping"),
+        (
+            "extension: no.such.module\ntopics:\n  t: {fields: {a: int}}",
+            "extension 'no.such.module' cannot be imported",
+        ),
         ("topics: [", "not readable as YAML"),
     ],
 )
@@ -118,6 +126,19 @@ def test_a_declaration_the_product_cannot_follow_is_refused_saying_where_and_why
     with pytest.raises(InvalidDeclaration) as refused:
         load_file(declared(tmp_path, text))
     assert said in str(refused.value) and "sensors.yml" in str(refused.value)
+
+
+def test_the_built_in_streams_are_declared_the_same_way_with_what_only_they_need_as_extensions():
+    contracts = built_in()
+    assert {c.stream for c in contracts} == {"carepay", "cms", "office", "prices", "stedi"}
+    assert {c.declared.path for c in contracts} == {BUILT_IN_DIR / f"{c.stream}.yml" for c in contracts}
+    by_topic = {c.topic: c for c in contracts}
+    cms_contract = by_topic["cms.provider_services"]
+    assert cms_contract.aliases == cms.ALIASES and cms_contract.headers == (cms.DATA_YEAR_HEADER,)
+    assert by_topic["redis-server"].raw_json and not by_topic["redis-server"].schema.names
+    assert by_topic["prices"].suites == ("raw_prices",) and by_topic["prices"].event_time == "ts"
+    # They ship their own staging models: nothing is generated for them.
+    assert not any(c.declared.generates_staging for c in contracts)
 
 
 def test_a_csv_file_is_replayed_with_its_cells_typed_as_declared_and_keyed(tmp_path):

@@ -1,22 +1,24 @@
-"""One module per built-in stream (its contract and its producer), and the streams declared in
-`LAKEHOUSE_STREAMS_DIR` (`ingestion/declared.py`). `CONTRACTS` is the registry every command reads."""
+"""The streams: the five built-in ones, each declared in `<stream>.yml` here with its extension
+(`<stream>.py`: its producers), and those declared the same way in `LAKEHOUSE_STREAMS_DIR`
+(`ingestion/declared.py`). `CONTRACTS` is the registry every command reads."""
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from ingestion.config import settings
 from ingestion.contracts import Contract, Export
 from ingestion.declared import InvalidDeclaration, load_folder
-from ingestion.streams import carepay, cms, office, prices, stedi
+from ingestion.streams import stedi
 
-BUILT_IN: tuple[Contract, ...] = (
-    prices.CONTRACT,
-    cms.CONTRACT,
-    *office.CONTRACTS,
-    *carepay.CONTRACTS,
-    *stedi.CONTRACTS,
-)
+BUILT_IN_DIR = Path(__file__).resolve().parent
+
+
+@functools.cache
+def built_in() -> tuple[Contract, ...]:
+    """The built-in streams' contracts, from their declarations beside this module."""
+    return tuple(load_folder(BUILT_IN_DIR))
 
 
 def _declared() -> tuple[Contract, ...]:
@@ -24,9 +26,9 @@ def _declared() -> tuple[Contract, ...]:
     if folder is None:
         return ()
     contracts = tuple(load_folder(folder))
-    built_in = {c.stream for c in BUILT_IN} | {c.topic for c in BUILT_IN}
+    built_in_names = {c.stream for c in built_in()} | {c.topic for c in built_in()}
     for contract in contracts:
-        if contract.stream in built_in or contract.topic in built_in:
+        if contract.stream in built_in_names or contract.topic in built_in_names:
             raise InvalidDeclaration(
                 f"{contract.declared.path if contract.declared else folder}: {contract.stream!r} "
                 f"({contract.topic}) is a built-in stream or topic already"
@@ -41,7 +43,7 @@ EXPORTS: dict[str, Export] = {export.stream: export for export in (stedi.EXPORT,
 @functools.cache
 def _registry() -> tuple[dict[str, Contract], dict[str, tuple[Contract, ...]]]:
     contracts: dict[str, Contract] = {}
-    for contract in (*BUILT_IN, *_declared()):
+    for contract in (*built_in(), *_declared()):
         same_table = [c.topic for c in contracts.values() if c.table_name == contract.table_name]
         if same_table:
             raise InvalidDeclaration(
@@ -61,11 +63,18 @@ def __getattr__(name: str):
         return _registry()[0]
     if name == "STREAMS":
         return _registry()[1]
+    if name == "BUILT_IN":
+        return built_in()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UnknownStream(ValueError):
     pass
+
+
+def contract(topic: str) -> Contract:
+    """The contract of one topic; for the streams' own modules, which name their topics."""
+    return _registry()[0][topic]
 
 
 def contracts_for(name: str) -> tuple[Contract, ...]:

@@ -4,6 +4,8 @@ A message is one exported row as it stands: the table's own upper-case column na
 row's string values, the literal `NULL` included, key = the row's ID. Replay a real export, or
 synthesize the four tables consistent with each other (items -> invoices -> treatments <- claims)
 with the defects the real exports have, at realistic rates.
+
+The extension of `carepay.yml`, which declares the stream.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import random
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-
-import pyarrow as pa
 
 from ingestion.contracts import Contract
 
@@ -30,20 +30,6 @@ COLUMNS = {
 }  # fmt: skip
 
 TABLES = tuple(COLUMNS)
-
-
-def _contract(table: str) -> Contract:
-    return Contract(
-        stream="carepay",
-        topic=f"carepay.{table}",
-        schema=pa.schema([]),  # every value is text as exported ("NULL", "0000-00-00 00:00:00"); staging types it
-        description=f"CarePay `{table.upper()}` rows as exported from MySQL, one message per row, key = ID.",
-        suites=(f"raw_{table}",),
-    )
-
-
-CONTRACTS_BY_TABLE = {table: _contract(table) for table in TABLES}
-CONTRACTS = tuple(CONTRACTS_BY_TABLE.values())
 
 
 class NotAnExport(ValueError):
@@ -99,6 +85,8 @@ def _pick(rng: random.Random, weighted: tuple[tuple[str, int], ...]) -> str:
 def synthetic(treatments: int = 1000, seed: int = 0) -> Iterator[tuple[Contract, bytes, bytes]]:
     """The four tables for `treatments` treatments, each row as the export has it, defects included:
     treatments first, then their claims, invoices and invoice items."""
+    from ingestion.streams import contract as contract_of
+
     rng = random.Random(seed)
     start = datetime(2018, 1, 25)
     rows: dict[str, list[dict[str, str]]] = {t: [] for t in TABLES}
@@ -152,7 +140,7 @@ def synthetic(treatments: int = 1000, seed: int = 0) -> Iterator[tuple[Contract,
                     "INVOICE_ID": invoice_id, "PRODUCT_ID": str(product), "CURRENCY": "KES", "AMOUNT": f"{amount:.4f}",
                 })  # fmt: skip
     for table, table_rows in rows.items():
-        contract = CONTRACTS_BY_TABLE[table]
+        contract = contract_of(f"carepay.{table}")
         for row in table_rows:
             if rng.random() < RATES["all_null"]:
                 row = dict.fromkeys(row, "NULL")
@@ -167,3 +155,14 @@ def _without_type(row: dict[str, str]) -> dict[str, str]:
     names = list(COLUMNS["treatments"])
     values = [row[name] for name in names if name != "TYPE"]
     return dict(zip(names, values, strict=False))
+
+
+def __getattr__(name: str) -> Contract | tuple[Contract, ...] | dict[str, Contract]:
+    # The contracts are declared in carepay.yml; these names read them from the registry.
+    from ingestion.streams import contract, contracts_for
+
+    if name == "CONTRACTS_BY_TABLE":
+        return {table: contract(f"carepay.{table}") for table in TABLES}
+    if name == "CONTRACTS":
+        return contracts_for("carepay")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

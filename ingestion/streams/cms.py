@@ -4,6 +4,8 @@ A replayed message is the row exactly as the file has it: a JSON object of the f
 header names to the row's own string values, key = the NPI. Staging maps the spellings to one
 schema; the producer only has to recognise a spelling, to find the NPI and to refuse a file in
 none of them with the columns it lacks.
+
+The extension of `cms.yml`, which declares the stream and names `ALIASES` as its spellings.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pyarrow as pa
 
 from ingestion.contracts import Contract
 
@@ -92,19 +92,6 @@ ALIASES = _aliases()
 
 DATA_YEAR_HEADER = "data_year"
 SYNTHETIC_YEAR = 2023  # the latest data year CMS has published
-
-# Every field is text as the file has it ("1,101.68", "021502854"); staging types them. A row's
-# data year is not in the row but in the file's name, so it travels as a Kafka header.
-CONTRACT = Contract(
-    stream="cms",
-    topic="cms.provider_services",
-    schema=pa.schema([]),
-    description="CMS provider x procedure x place-of-service rows, in the file's own spelling.",
-    partitions=3,
-    suites=("raw_provider_services",),
-    headers=(DATA_YEAR_HEADER,),
-    aliases=ALIASES,
-)
 
 _YEAR_PATTERNS = (
     re.compile(r"CY(20\d\d)", re.IGNORECASE),  # Medicare_Provider_Util_Payment_PUF_CY2017.txt
@@ -382,3 +369,12 @@ def _as_new(legacy: list[str], provider: _Provider, rng: random.Random) -> list[
         v["line_srvc_cnt"], v["bene_day_srvc_cnt"], v["average_submitted_chrg_amt"],
         v["average_Medicare_allowed_amt"], v["average_Medicare_payment_amt"], v["average_Medicare_standard_amt"],
     ]  # fmt: skip
+
+
+def __getattr__(name: str) -> Contract:
+    # The contract is declared in cms.yml; this name reads it from the registry.
+    from ingestion.streams import contract
+
+    if name == "CONTRACT":
+        return contract("cms.provider_services")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,6 +4,8 @@ The office system publishes `{"id", "patient_id", "code", "price"}` claims and `
 "patient_id", "icd10_code"}` diagnoses as JSON, with no time of their own (a record's time is
 when it reached Kafka), and may send the same object again. Its 1,000 patients come from a
 seed and are published to `office.patients`, keyed by id.
+
+The extension of `office.yml`, which declares the stream.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import json
 import random
 from collections import deque
 from collections.abc import Iterator
-
-import pyarrow as pa
 
 from ingestion.contracts import Contract
 
@@ -28,50 +28,7 @@ ICD10_CODES = (
 # Procedure codes billed, with their usual price range in dollars.
 PROCEDURES = {"03230": (2, 8), "99213": (60, 110), "99214": (90, 160), "81002": (3, 12), "36415": (5, 15)}
 
-CLAIMS = Contract(
-    stream="office",
-    topic="office.claims",
-    schema=pa.schema(
-        [
-            pa.field("id", pa.int64()),
-            pa.field("patient_id", pa.int64()),
-            pa.field("code", pa.string()),
-            pa.field("price", pa.float64()),
-        ]
-    ),
-    required=("id", "patient_id", "price"),
-    description="Claims of the doctor's office: id, patient_id, procedure code, price; re-sent at times.",
-    suites=("raw_claims",),
-)
-
-DIAGNOSES = Contract(
-    stream="office",
-    topic="office.diagnoses",
-    schema=pa.schema(
-        [pa.field("id", pa.int64()), pa.field("patient_id", pa.int64()), pa.field("icd10_code", pa.string())]
-    ),
-    required=("id", "patient_id", "icd10_code"),
-    description="Diagnoses of the doctor's office: id, patient_id, ICD-10 code; re-sent at times.",
-    suites=("raw_diagnoses",),
-)
-
-PATIENTS_CONTRACT = Contract(
-    stream="office",
-    topic="office.patients",
-    schema=pa.schema(
-        [
-            pa.field("id", pa.int64()),
-            pa.field("first_name", pa.string()),
-            pa.field("last_name", pa.string()),
-            pa.field("birth_date", pa.string()),
-            pa.field("gender", pa.string()),
-        ]
-    ),
-    required=("id",),
-    description="The office's 1,000 patients, keyed by id (the same seed gives the same people).",
-)
-
-CONTRACTS = (CLAIMS, DIAGNOSES, PATIENTS_CONTRACT)
+CLAIMS_TOPIC, DIAGNOSES_TOPIC, PATIENTS_TOPIC = "office.claims", "office.diagnoses", "office.patients"
 
 _FIRST = ("Ada", "Ben", "Chloe", "Dan", "Eva", "Finn", "Grace", "Hugo", "Iris", "Jack", "Lena", "Max", "Nora", "Omar")
 _LAST = ("Smith", "Jansen", "Garcia", "Kim", "Novak", "Okafor", "Rossi", "Silva", "Weber", "Young", "Zhang", "Haas")
@@ -96,9 +53,11 @@ def activity(
 ) -> Iterator[tuple[Contract, bytes, bytes]]:
     """One claim, then one diagnosis, `count` times (forever when None), with ids from `first_id`;
     after each object, with probability `duplicates`, an earlier one of its kind is sent again unchanged."""
+    from ingestion.streams import contract as contract_of
+
     rng = random.Random(seed)
     # Re-sends are of recent objects, so an endless stream keeps only the latest few thousand.
-    sent: dict[str, deque[tuple[bytes, bytes]]] = {t: deque(maxlen=5_000) for t in (CLAIMS.topic, DIAGNOSES.topic)}
+    sent: dict[str, deque[tuple[bytes, bytes]]] = {t: deque(maxlen=5_000) for t in (CLAIMS_TOPIC, DIAGNOSES_TOPIC)}
     weights = [1 / (rank + 1) for rank in range(len(ICD10_CODES))]
     pair = first_id
     while count is None or pair < first_id + count:
@@ -110,7 +69,7 @@ def activity(
             "patient_id": rng.randrange(PATIENTS),
             "icd10_code": rng.choices(ICD10_CODES, weights=weights)[0],
         }
-        for contract, record in ((CLAIMS, claim), (DIAGNOSES, diagnosis)):
+        for contract, record in ((contract_of(CLAIMS_TOPIC), claim), (contract_of(DIAGNOSES_TOPIC), diagnosis)):
             message = (str(record["id"]).encode(), json.dumps(record).encode())
             sent[contract.topic].append(message)
             yield contract, *message
@@ -118,3 +77,15 @@ def activity(
                 earlier = sent[contract.topic]
                 yield contract, *earlier[rng.randrange(len(earlier))]
         pair += 1
+
+
+def __getattr__(name: str) -> Contract | tuple[Contract, ...]:
+    # The contracts are declared in office.yml; these names read them from the registry.
+    from ingestion.streams import contract, contracts_for
+
+    topics = {"CLAIMS": CLAIMS_TOPIC, "DIAGNOSES": DIAGNOSES_TOPIC, "PATIENTS_CONTRACT": PATIENTS_TOPIC}
+    if name in topics:
+        return contract(topics[name])
+    if name == "CONTRACTS":
+        return contracts_for("office")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,7 @@
-"""Stock prices: ticks of five symbols, prices drawn from a normal distribution per symbol."""
+"""Stock prices: ticks of five symbols, prices drawn from a normal distribution per symbol.
+
+The extension of `prices.yml`, which declares the stream.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ import json
 import random
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-
-import pyarrow as pa
 
 from ingestion.contracts import Contract
 
@@ -19,23 +20,6 @@ SYMBOLS: dict[str, tuple[float, float]] = {
     "AMZN": (186.0, 3.5),
     "TSLA": (252.0, 12.0),
 }
-
-CONTRACT = Contract(
-    stream="prices",
-    topic="prices",
-    schema=pa.schema(
-        [
-            pa.field("ts", pa.timestamp("ms")),
-            pa.field("symbol", pa.string()),
-            pa.field("price", pa.float64()),
-        ]
-    ),
-    required=("ts", "symbol", "price"),
-    event_time="ts",
-    description="Stock price ticks: ts, symbol, price.",
-    partitions=3,
-    suites=("raw_prices",),
-)
 
 
 def ticks(seed: int | None = None, start: datetime | None = None) -> Iterator[tuple[bytes, bytes]]:
@@ -53,3 +37,12 @@ def ticks(seed: int | None = None, start: datetime | None = None) -> Iterator[tu
             "price": round(rng.gauss(mean, sd), 2),
         }
         yield symbol.encode(), json.dumps(value).encode()
+
+
+def __getattr__(name: str) -> Contract | tuple[Contract, ...]:
+    # The contracts are declared in prices.yml; these names read them from the registry.
+    from ingestion.streams import contract
+
+    if name == "CONTRACT":
+        return contract("prices")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

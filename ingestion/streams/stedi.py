@@ -6,6 +6,8 @@ change to the topic `redis-server` as `{"key": <base64 Redis key>, "existType", 
 names in either case, beside other keys and shapes from other simulators on the same Redis. The
 app publishes `{"customer", "score", "riskDate"}` to `stedi-events` after each assessment, and
 reads its chart back from `stedi-score-agg`.
+
+The extension of `stedi.yml`, which declares the stream.
 """
 
 from __future__ import annotations
@@ -17,31 +19,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyarrow as pa
-
 from ingestion import duck
 from ingestion.contracts import Contract, Export
 
-REDIS = Contract(
-    stream="stedi",
-    topic="redis-server",
-    schema=pa.schema([]),
-    raw_json=True,
-    description="The Redis source connector's change feed, each record's JSON kept as text (`_value`).",
-)
-
-EVENTS = Contract(
-    stream="stedi",
-    topic="stedi-events",
-    schema=pa.schema(
-        [pa.field("customer", pa.string()), pa.field("score", pa.float64()), pa.field("riskDate", pa.string())]
-    ),
-    required=("customer", "score"),
-    description="Risk scores the STEDI app publishes after each assessment: customer (email), score, riskDate.",
-    suites=("raw_risk_events",),
-)
-
-CONTRACTS = (REDIS, EVENTS)
+REDIS_TOPIC, EVENTS_TOPIC = "redis-server", "stedi-events"
 
 # Where the app reads its chart: one message per new or changed row of `stedi_customer_risk`.
 SCORE_TOPIC = "stedi-score-agg"
@@ -90,13 +71,16 @@ def feed(
 ) -> Iterator[tuple[Contract, bytes | None, bytes]]:
     """The connector's payloads for `customer_count` customers (and the noise the topic also
     carries), then risk events for them, endlessly: each customer gets a score now and then."""
+    from ingestion.streams import contract
+
+    redis, events = contract(REDIS_TOPIC), contract(EVENTS_TOPIC)
     rng = random.Random(seed)
     clock = start or datetime.now(UTC)
     people = customers(customer_count, seed)
     for person in people:
-        yield REDIS, None, json.dumps(_zset("Customer", person, rng)).encode()
+        yield redis, None, json.dumps(_zset("Customer", person, rng)).encode()
         if rng.random() < 0.3:  # other simulators write to the same Redis and topic
-            yield REDIS, None, json.dumps(_noise(person, rng)).encode()
+            yield redis, None, json.dumps(_noise(person, rng)).encode()
     while True:
         person = rng.choice(people)
         clock += timedelta(seconds=rng.randint(1, 30))
@@ -105,7 +89,7 @@ def feed(
             "score": rng.choice([-5.0, -4.5, -4.0, -3.0, -2.0, -0.5, 0.5, 2.0, 7.0, 8.0, 28.5]),
             "riskDate": clock.strftime("%Y-%m-%dT%H:%M:%S.") + f"{clock.microsecond // 1000:03d}Z",
         }
-        yield EVENTS, person["email"].encode(), json.dumps(event).encode()
+        yield events, person["email"].encode(), json.dumps(event).encode()
 
 
 def _noise(person: dict, rng: random.Random) -> dict:
@@ -144,3 +128,14 @@ EXPORT = Export(
     description=f"The new or changed rows of `stedi_customer_risk`, published to the topic `{SCORE_TOPIC}` "
     'as {"customer", "score", "email", "birthYear"} for the STEDI app, once each even when retried.',
 )
+
+
+def __getattr__(name: str) -> Contract | tuple[Contract, ...]:
+    # The contracts are declared in stedi.yml; these names read them from the registry.
+    from ingestion.streams import contract, contracts_for
+
+    if name in ("REDIS", "EVENTS"):
+        return contract(REDIS_TOPIC if name == "REDIS" else EVENTS_TOPIC)
+    if name == "CONTRACTS":
+        return contracts_for("stedi")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
