@@ -236,14 +236,19 @@ def test_the_marts_equal_independent_figures_over_every_spelling_then_take_in_a_
     raw = lake_tables.read_table(lake_home, "raw", TOPIC, ("_kafka_offset",)).num_rows
     assert raw == mart(lake_home, "select count(*) from stg_cms__provider_services")[0][0] + 1
 
-    # An incremental build takes in a later correction of one row and nothing else.
+    # An incremental build takes in a later correction of one row and nothing else; the copyright
+    # row of its file joins the rejected rows, where the first one stays, once.
     correction = [row(*PROVIDERS[2], "99213", "F", 40, 33.0)]
-    replay(new_csv(tmp_path / "MUP_PHY_R20_P04_V10_D17_Prov_Svc.csv", correction))
+    replay(cms_txt(tmp_path / "Medicare_Provider_Util_Payment_PUF_CY2017_corrected.txt", correction))
     lakehouse("build", "cms")
     assert_marts_match(lake_home, latest([*files, (2017, correction)]))
     assert mart(lake_home, "select count(*) from int_cms__provider_services_deduped")[0][0] == stored
+    assert (
+        mart(lake_home, "select row_id, rejection_reason from cms_rejected_rows")
+        == [("0000000001", "copyright row")] * 2
+    )
     mark = json.loads((lake_home / "gates" / TOPIC / "raw_provider_services.json").read_text())
-    assert sum(mark["offsets"].values()) == len(rows) + 6  # every offset stored (the copyright row too) has passed
+    assert sum(mark["offsets"].values()) == len(rows) + 7  # every offset stored (the copyright rows too) has passed
     assert (
         mark["snapshot_id"]
         == lake_tables.lake_catalog(lake_home)

@@ -86,3 +86,32 @@
     {%- do return(relation) -%}
   {%- endif -%}
 {%- endmacro %}
+
+
+{#
+  What an incremental model that reads the raw table directly has examined of it: the highest
+  offset of each partition of each generation, in `<model>__examined`, rewritten by the model's
+  post-hook (`record_examined`) inside its transaction. For a model whose rows are few of the
+  records it reads (the rejected ones), where the model's own rows cannot say how far it read.
+#}
+{% macro examined_relation() %}
+  {{ return(this.incorporate(path={'identifier': this.identifier ~ '__examined'})) }}
+{% endmacro %}
+
+
+{#- The raw records (`raw_source(...)`) past those the model has examined; all before it examined any. -#}
+{% macro examined_past(raw) %}
+  {%- set examined = examined_relation() -%}
+  {%- if execute and adapter.get_relation(database=examined.database, schema=examined.schema, identifier=examined.identifier) is not none -%}
+    {{ return(rows_past(raw, examined, coordinates=('_generation', '_kafka_partition', '_kafka_offset'))) }}
+  {%- endif -%}
+  {{ return(raw) }}
+{% endmacro %}
+
+
+{% macro record_examined(table) %}
+  create or replace table {{ examined_relation() }} as
+  select coalesce(_generation, 0) as kafka_generation, _kafka_partition as kafka_partition, max(_kafka_offset) as kafka_offset
+  from {{ raw_source(table) }} as examined
+  group by all
+{% endmacro %}
