@@ -321,7 +321,11 @@ def test_the_dagster_dbt_asset_fully_refreshes_a_replayed_topic_s_incremental_mo
 ):
     from orchestration.defs.dbt import incremental_models_of, replayed_topics
 
-    assert incremental_models_of("cms_provider_services") == {"int_cms__provider_services_deduped", "cms_rejected_rows"}
+    assert incremental_models_of("cms_provider_services") == {
+        "int_cms__provider_services_deduped",
+        "int_cms__provider_procedure_costs",
+        "cms_rejected_rows",
+    }
     assert incremental_models_of("office_claims") == {"office_revenue_10min"}
     refresh.request(settings(), cms.CONTRACT, "a test")
     refresh.request(settings(), prices.CONTRACT, "a test")
@@ -329,7 +333,9 @@ def test_the_dagster_dbt_asset_fully_refreshes_a_replayed_topic_s_incremental_mo
     assert (set(needing), set(covered)) == (set(), {"prices"})  # prices has no incremental model
     needing, covered = replayed_topics({"int_cms__provider_services_deduped"})
     assert (set(needing), set(covered)) == ({"cms.provider_services"}, {"prices"})  # not all of its models
-    needing, covered = replayed_topics({"int_cms__provider_services_deduped", "cms_rejected_rows"})
+    needing, covered = replayed_topics(
+        {"int_cms__provider_services_deduped", "int_cms__provider_procedure_costs", "cms_rejected_rows"}
+    )
     assert (set(needing), set(covered)) == ({"cms.provider_services"}, {"cms.provider_services", "prices"})
 
 

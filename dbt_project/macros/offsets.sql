@@ -89,29 +89,37 @@
 
 
 {#
-  What an incremental model that reads the raw table directly has examined of it: the highest
-  offset of each partition of each generation, in `<model>__examined`, rewritten by the model's
-  post-hook (`record_examined`) inside its transaction. For a model whose rows are few of the
-  records it reads (the rejected ones), where the model's own rows cannot say how far it read.
+  How far an incremental model has read a relation with Kafka coordinates, where its own rows
+  cannot say: the highest offset of each partition of each generation it examined, in
+  `<model>__examined`, rewritten by the model's post-hook (`record_examined`) inside its
+  transaction, so a build that fails leaves the rows and the mark as they were. For a model whose
+  rows are few of the records it reads (the rejected ones), or aggregates of them.
 #}
 {% macro examined_relation() %}
   {{ return(this.incorporate(path={'identifier': this.identifier ~ '__examined'})) }}
 {% endmacro %}
 
 
-{#- The raw records (`raw_source(...)`) past those the model has examined; all before it examined any. -#}
-{% macro examined_past(raw) %}
-  {%- set examined = examined_relation() -%}
-  {%- if execute and adapter.get_relation(database=examined.database, schema=examined.schema, identifier=examined.identifier) is not none -%}
-    {{ return(rows_past(raw, examined, coordinates=('_generation', '_kafka_partition', '_kafka_offset'))) }}
-  {%- endif -%}
-  {{ return(raw) }}
+{#- The raw table's names of the coordinates (staging's are `kafka_generation`, ...). -#}
+{% macro raw_coordinates() %}
+  {{ return(('_generation', '_kafka_partition', '_kafka_offset')) }}
 {% endmacro %}
 
 
-{% macro record_examined(table) %}
+{#- The records of `relation` past those the model has examined; all of them before it examined any. -#}
+{% macro examined_past(relation, coordinates=('kafka_generation', 'kafka_partition', 'kafka_offset')) %}
+  {%- set examined = examined_relation() -%}
+  {%- if execute and adapter.get_relation(database=examined.database, schema=examined.schema, identifier=examined.identifier) is not none -%}
+    {{ return(rows_past(relation, examined, coordinates)) }}
+  {%- endif -%}
+  {{ return('(select * from ' ~ relation ~ ')') }}
+{% endmacro %}
+
+
+{% macro record_examined(relation, coordinates=('kafka_generation', 'kafka_partition', 'kafka_offset')) %}
+  {%- set generation, partition, offset = coordinates -%}
   create or replace table {{ examined_relation() }} as
-  select coalesce(_generation, 0) as kafka_generation, _kafka_partition as kafka_partition, max(_kafka_offset) as kafka_offset
-  from {{ raw_source(table) }} as examined
+  select coalesce({{ generation }}, 0) as kafka_generation, {{ partition }} as kafka_partition, max({{ offset }}) as kafka_offset
+  from {{ relation }} as examined
   group by all
 {% endmacro %}

@@ -1,8 +1,8 @@
 with
 
-provider_services as (
+provider_costs as (
 
-    select * from {{ ref('int_cms__provider_services_deduped') }}
+    select * from {{ ref('int_cms__provider_procedure_costs') }}
 
 ),
 
@@ -12,12 +12,10 @@ by_provider as (
         hcpcs_code,
         state,
         npi,
-        sum(cast(services as double)) as services,
-        sum(cast(services as double) * cast(avg_payment_amount as double))
-            / nullif(sum(cast(services as double)), 0) as avg_payment
+        services,
+        payment_amount / nullif(services, 0) as avg_payment
 
-    from provider_services
-    group by hcpcs_code, state, npi
+    from provider_costs
 
 ),
 

@@ -1,23 +1,22 @@
 with
 
-provider_services as (
+provider_costs as (
 
-    select * from {{ ref('int_cms__provider_services_deduped') }}
+    select * from {{ ref('int_cms__provider_procedure_costs') }}
 
 ),
 
 -- One average per provider: a provider billing a code in a facility and in an office (or in
--- several years) gets its service-weighted average, so no provider counts twice.
+-- several years, or states) gets its service-weighted average, so no provider counts twice.
 by_provider as (
 
     select
         hcpcs_code,
         npi,
-        sum(cast(services as double)) as services,
-        sum(cast(services as double) * cast(avg_payment_amount as double))
-            / nullif(sum(cast(services as double)), 0) as avg_payment
+        sum(services) as services,
+        sum(payment_amount) / nullif(sum(services), 0) as avg_payment
 
-    from provider_services
+    from provider_costs
     group by hcpcs_code, npi
 
 ),

@@ -1,8 +1,8 @@
 with
 
-provider_services as (
+provider_costs as (
 
-    select * from {{ ref('int_cms__provider_services_deduped') }}
+    select * from {{ ref('int_cms__provider_procedure_costs') }}
 
 ),
 
@@ -13,11 +13,11 @@ reach as (
         max(hcpcs_description) as hcpcs_description,
         count(distinct state) as states,
         count(distinct npi) as providers,
-        sum(cast(services as double)) as services,
+        sum(services) as services,
         sum(beneficiaries) as beneficiaries,
-        count(*) as provider_service_rows
+        cast(sum(provider_service_rows) as bigint) as provider_service_rows
 
-    from provider_services
+    from provider_costs
     group by hcpcs_code
 
 ),

@@ -15,7 +15,7 @@
         unique_key=['kafka_generation', 'kafka_partition', 'kafka_offset'],
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
-        post_hook=["{{ record_examined('cms_provider_services') }}"],
+        post_hook=["{{ record_examined(raw_source('cms_provider_services'), raw_coordinates()) }}"],
     )
 }}
 
@@ -26,7 +26,7 @@ with
 
 source as (
 
-    select * from {{ examined_past(raw) if is_incremental() else raw }}
+    select * from {{ examined_past(raw, raw_coordinates()) if is_incremental() else raw }}
 
 ),
 
