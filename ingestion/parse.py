@@ -237,7 +237,10 @@ def _decoded(values: pa.BinaryArray, errors: str) -> pa.StringArray:
 def _with_metadata(
     table: pa.Table, batch: RawBatch, indices: pa.Int64Array, tombstone: bool, contract: Contract
 ) -> pa.Table:
-    for name, column in _metadata(batch, indices, tombstone, contract).items():
+    metadata = _metadata(batch, indices, tombstone, contract)
+    if not table.num_columns:  # a contract with no declared field: a table of no column has no rows
+        return pa.table(metadata)
+    for name, column in metadata.items():
         table = table.append_column(name, column)
     return table
 

@@ -97,6 +97,19 @@ def test_tombstones_are_kept_as_flagged_rows_in_offset_order():
     assert parsed.table["price"][1].as_py() is None
 
 
+def test_a_tombstone_of_a_stream_with_no_declared_field_is_a_flagged_row_too():
+    from ingestion.streams import cms
+
+    record = json.dumps({"npi": "1003000126"}).encode()
+    for values in ([record, None], [None]):  # beside a record, and alone in its batch
+        n = len(values)
+        year = {i: [(cms.DATA_YEAR_HEADER, b"2017")] for i in range(n)}
+        records = RawBatch.of(cms.CONTRACT.topic, 1, offsets=range(n), values=values, keys=[b"k"] * n, headers=year)
+        parsed = parse(records, cms.CONTRACT, record_max_bytes=10_000)
+        assert parsed.table["_tombstone"].to_pylist() == [False] * (n - 1) + [True] and parsed.tombstones == 1
+        assert parsed.table["_header_data_year"].to_pylist() == ["2017"] * n
+
+
 def test_a_pretty_printed_record_spanning_lines_is_read_as_one_record():
     pretty = json.dumps(GOOD, indent=2).encode()
     parsed = parse(batch(pretty, good()), CONTRACT, record_max_bytes=500)
