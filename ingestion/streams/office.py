@@ -55,6 +55,7 @@ def activity(
     after each object, with probability `duplicates`, an earlier one of its kind is sent again unchanged."""
     from ingestion.streams import contract as contract_of
 
+    claims, diagnoses = contract_of(CLAIMS_TOPIC), contract_of(DIAGNOSES_TOPIC)
     rng = random.Random(seed)
     # Re-sends are of recent objects, so an endless stream keeps only the latest few thousand.
     sent: dict[str, deque[tuple[bytes, bytes]]] = {t: deque(maxlen=5_000) for t in (CLAIMS_TOPIC, DIAGNOSES_TOPIC)}
@@ -69,7 +70,7 @@ def activity(
             "patient_id": rng.randrange(PATIENTS),
             "icd10_code": rng.choices(ICD10_CODES, weights=weights)[0],
         }
-        for contract, record in ((contract_of(CLAIMS_TOPIC), claim), (contract_of(DIAGNOSES_TOPIC), diagnosis)):
+        for contract, record in ((claims, claim), (diagnoses, diagnosis)):
             message = (str(record["id"]).encode(), json.dumps(record).encode())
             sent[contract.topic].append(message)
             yield contract, *message
