@@ -63,8 +63,6 @@ def __getattr__(name: str):
         return _registry()[0]
     if name == "STREAMS":
         return _registry()[1]
-    if name == "BUILT_IN":
-        return built_in()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -147,12 +147,12 @@ def run(
         ui = start_dev(s, port=port, log_to=log_file)
         print(f"Dagster is starting at http://127.0.0.1:{port} (log: {log_file}); waiting for the sensor's run...")
         instance = dg.DagsterInstance.from_config(str(s.dagster_home))
-        from ingestion.streams import BUILT_IN
+        from ingestion.streams import built_in
         from orchestration.manifest import mart_names, model_streams
 
         # The demo sends only the built-in streams: a declared stream's marts wait for its own records.
-        built_in = {c.stream for c in BUILT_IN}
-        marts = [name for name in mart_names() if model_streams().get(name) in built_in]
+        built_in_streams = {c.stream for c in built_in()}
+        marts = [name for name in mart_names() if model_streams().get(name) in built_in_streams]
         wait_for_marts(instance, marts, since, timeout_s, ui, log_file)
         print("\nEvery mart is built:")
         width = max(map(len, marts))
