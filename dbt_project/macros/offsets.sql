@@ -4,6 +4,7 @@
   generation of the topic, and every record of a partition or generation it holds nothing of.
   `coordinates` names the relation's generation, partition and offset columns (the raw table
   spells them `_generation`, `_kafka_partition`, `_kafka_offset`); the holder's are staging's.
+  With no holder (none: not built yet), every record.
 
   The offsets are read when the query is compiled and written into it as literals, one scan a
   partition, so DuckDB prunes the raw Parquet by its row-group statistics: a condition that ORs
@@ -15,7 +16,7 @@
 #}
 {% macro rows_past(relation, holder, coordinates=('kafka_generation', 'kafka_partition', 'kafka_offset')) %}
   {%- set everything = '(select * from ' ~ relation ~ ')' -%}
-  {%- if not execute -%}
+  {%- if not execute or holder is none -%}
     {{ return(everything) }}
   {%- endif -%}
   {%- set generation_column, partition_column, offset_column = coordinates -%}
@@ -109,10 +110,8 @@
 {#- The records of `relation` past those the model has examined; all of them before it examined any. -#}
 {% macro examined_past(relation, coordinates=('kafka_generation', 'kafka_partition', 'kafka_offset')) %}
   {%- set examined = examined_relation() -%}
-  {%- if execute and adapter.get_relation(database=examined.database, schema=examined.schema, identifier=examined.identifier) is not none -%}
-    {{ return(rows_past(relation, examined, coordinates)) }}
-  {%- endif -%}
-  {{ return('(select * from ' ~ relation ~ ')') }}
+  {%- set held = adapter.get_relation(database=examined.database, schema=examined.schema, identifier=examined.identifier) if execute else none -%}
+  {{ return(rows_past(relation, held, coordinates)) }}
 {% endmacro %}
 
 
