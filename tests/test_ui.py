@@ -70,6 +70,43 @@ def test_a_person_opening_the_ui_finds_the_assets_of_every_stream(ui, tmp_path):
     assert shot.stat().st_size > 10_000
 
 
+def test_runs_fork_from_the_warm_worker_once_it_is_up_and_land_in_the_uis_instance(ui):
+    from dagster_graphql import DagsterGraphQLClient
+
+    from orchestration.run_worker import WORKER_PID_TAG
+
+    port, home, _ = ui
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    # The first run starts the worker and goes the default way; once the worker has loaded the
+    # definitions (seconds), a run is a fork of it.
+    deadline = time.monotonic() + 240
+    while True:
+        run_id = client.submit_job_execution("compact_lake")
+        status = _finished(home, run_id, timeout_s=180)
+        assert status == "SUCCESS", status
+        if WORKER_PID_TAG in _run(home, run_id).tags:
+            break
+        assert time.monotonic() < deadline, "no run was ever forked from the warm worker"
+        time.sleep(5)
+
+
+def _run(home: Path, run_id: str):
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        return instance.get_run_by_id(run_id)
+
+
+def _finished(home: Path, run_id: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = _run(home, run_id)
+        if run is not None and run.is_finished:
+            return run.status.value
+        time.sleep(1)
+    return "not finished"
+
+
 def test_sigterm_stops_the_ui_and_everything_it_started(ui):
     port, _, proc = ui
     proc.send_signal(signal.SIGTERM)
@@ -77,3 +114,7 @@ def test_sigterm_stops_the_ui_and_everything_it_started(ui):
     assert not wait_for_http(f"http://127.0.0.1:{port}/server_info", timeout_s=2)
     leftovers = subprocess.run(["pgrep", "-f", f"dagster.*{port}"], capture_output=True, text=True).stdout.split()
     assert leftovers == []
+    workers = subprocess.run(
+        ["pgrep", "-f", "--", "-m orchestration[.]run_worker$"], capture_output=True, text=True
+    ).stdout
+    assert workers.split() == []

@@ -11,6 +11,8 @@ from pathlib import Path
 from ingestion.config import REPO_ROOT, Settings, export_for_subprocesses
 
 # One pool, size 1, for every writer of the DuckDB warehouse (DuckDB allows one writing process).
+# Runs fork from a warm worker (orchestration/run_worker.py), and a queued run waits at most a
+# second for the daemon to launch it, not Dagster's default five: both are seconds of freshness.
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
@@ -19,6 +21,11 @@ concurrency:
     default_limit: 1
   runs:
     max_concurrent_runs: 4
+run_queue:
+  dequeue_interval_seconds: 1
+run_launcher:
+  module: orchestration.run_worker
+  class: WarmRunLauncher
 """
 
 
