@@ -33,13 +33,16 @@ from ingestion.config import REPO_ROOT
 WORKER_PID_TAG = "lakehouse/worker_pid"
 READY, STALE = "ready", "stale"
 # What the definitions are made of: a change to any of these files makes a loaded worker stale.
-CODE_FOLDERS = ("orchestration", "ingestion", "expectations", "dbt_project/models", "dbt_project/macros")
+# The whole dbt project counts (its tests are asset checks, dbt_project.yml configures the models).
+CODE_FOLDERS = ("orchestration", "ingestion", "expectations", "dbt_project")
 CODE_SUFFIXES = (".py", ".yml", ".yaml", ".sql", ".json")
 REPLY_TIMEOUT_S = 10.0
 
 
 def code_fingerprint() -> tuple:
     """The size and modification time of every file the definitions are made of."""
+    from orchestration.generated import NOT_CODE
+
     folders = [REPO_ROOT / folder for folder in CODE_FOLDERS]
     streams = os.environ.get("LAKEHOUSE_STREAMS_DIR")
     if streams:
@@ -47,14 +50,14 @@ def code_fingerprint() -> tuple:
     return tuple(
         (str(path), stat.st_mtime_ns, stat.st_size)
         for folder in folders
-        for path, stat in _files(folder)
+        for path, stat in _files(folder, skip={"__pycache__", *NOT_CODE})
         if path.suffix in CODE_SUFFIXES
     )
 
 
-def _files(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
+def _files(folder: Path, skip: set[str]) -> Iterator[tuple[Path, os.stat_result]]:
     for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        dirs[:] = sorted(d for d in dirs if d not in skip)
         for name in sorted(names):
             path = Path(root) / name
             try:
