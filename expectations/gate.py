@@ -25,13 +25,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from expectations.suites import written_in
-from expectations.validation import SuiteOutcome, combine, validate
 from ingestion import set_aside
 from ingestion.config import Settings
 from ingestion.contracts import Contract
 from ingestion.lake import TopicTables, partition_key, read_path, read_raw
+
+if TYPE_CHECKING:  # validation imports pandas: `lakehouse status` reads outcomes without it
+    from expectations.validation import SuiteOutcome
 
 
 @dataclass
@@ -110,6 +113,8 @@ def _save_json(path: Path, document: dict) -> None:
 def run_gate(settings: Settings, contract: Contract, suite: str, chunk_rows: int = 250_000) -> GateOutcome:
     """Validate the rows stored since the gate's mark; set failing rows aside and move the mark,
     unless the suite blocks."""
+    from expectations.validation import SuiteOutcome, combine, validate
+
     since = passed_until(settings, contract.topic, suite)
     tables = TopicTables.load(settings, contract.topic)
     state = tables.state() if tables else None
@@ -150,6 +155,8 @@ def run_gate(settings: Settings, contract: Contract, suite: str, chunk_rows: int
 def _surely_blocked(pieces: list[SuiteOutcome], span: int) -> bool:
     """Whether the range blocks whatever its other pieces hold: judged over `span`, the most rows
     the range can have, a `mostly` exceeded now stays exceeded."""
+    from expectations.validation import combine
+
     probe = combine([replace(p, expectations=[replace(e) for e in p.expectations]) for p in pieces])
     probe.row_count = max(probe.row_count, span)
     return probe.decide().blocked

@@ -124,7 +124,7 @@ def wait_until_ready(timeout_s: float = 30.0) -> None:
             return
         except KafkaException as exc:
             last_error = exc
-            time.sleep(0.5)
+            time.sleep(max(0.0, min(0.5, deadline - time.monotonic())))  # never past the deadline
     raise BrokerUnreachable(
         f"no Kafka broker answers at {settings().bootstrap_servers} ({last_error}); "
         "start one with `lakehouse kafka start` or set KAFKA_BOOTSTRAP_SERVERS"

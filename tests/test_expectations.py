@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from expectations import InvalidSuite, UnknownSuite, combine, load_suite, stream_suites, validate, validate_suite
+from expectations.suites import InvalidSuite, UnknownSuite, load_suite, stream_suites
+from expectations.validation import combine, validate, validate_suite
 from ingestion.streams import CONTRACTS, cms
 
 
