@@ -325,3 +325,33 @@ def test_records_of_a_partition_no_build_has_seen_reach_every_incremental_model(
     assert_marts_match(lake_home, latest([(2017, rows)]))
     assert mart(lake_home, "select count(*) from int_cms__provider_services_deduped")[0][0] == len(rows)
     assert mart(lake_home, "select rejection_reason, kafka_partition from cms_rejected_rows") == [("tombstone", 1)]
+
+
+def test_a_row_that_collides_with_a_held_key_fails_the_scoped_unique_test(kafka_env, lake_home):
+    """The dedup's `unique` test reads only the keys of rows new since the next model examined it,
+    but every row carrying them: a new row that duplicates a held one is caught."""
+    import subprocess
+    import sys
+
+    from ingestion.config import export_for_subprocesses, settings
+    from orchestration.manifest import DBT_PROJECT_DIR
+
+    recreate_topics(kafka_env, TOPIC, partitions=1)
+    send_to_partitions(kafka_env, [(0, r) for r in fixed_rows()])
+    lakehouse("drain", "cms")
+    lakehouse("build", "cms")
+
+    def unique_test() -> subprocess.CompletedProcess:
+        dbt = str(Path(sys.executable).with_name("dbt"))
+        selection = "test_name:unique,int_cms__provider_services_deduped"
+        command = [dbt, "test", "--select", selection, "--project-dir", str(DBT_PROJECT_DIR)]
+        return subprocess.run(command, env=export_for_subprocesses(settings()), capture_output=True, text=True)
+
+    assert unique_test().returncode == 0
+    with duck.connect(str(lake_home / "warehouse.duckdb")) as con:  # a held row, as if a merge missed it
+        con.execute(
+            "insert into int_cms__provider_services_deduped select * replace (kafka_offset + 1000 as kafka_offset)"
+            " from int_cms__provider_services_deduped limit 1"
+        )
+    failed = unique_test()
+    assert failed.returncode == 1 and "Got 1 result" in failed.stdout, failed.stdout

@@ -68,6 +68,11 @@
   those that model does not hold yet (`rows_past`): in a `dbt build` the view's tests run before
   the model, so these are the records this build adds, and every record the model holds passed
   the same tests before it went in. A full refresh, or a model not built yet, tests every record.
+
+  A `unique` test so scoped reads every row whose key a record it would check carries: a key
+  the build brings can collide with a row held before it, which a test of the new records alone
+  would not see. (An incremental model's own tests name the holder downstream, the `__examined`
+  table of the model that reads it: in a build they run before that model moves it.)
 #}
 {% macro get_where_subquery(relation) -%}
   {%- set where = config.get('where', '') -%}
@@ -75,7 +80,11 @@
   {%- set source = relation -%}
   {%- if new_rows_of and execute and not flags.FULL_REFRESH -%}
     {%- set holder = adapter.get_relation(database=relation.database, schema=relation.schema, identifier=new_rows_of) -%}
-    {%- if holder is not none -%}
+    {%- if holder is not none and model.test_metadata.name == 'unique' -%}
+      {%- set key = model.test_metadata.kwargs.column_name -%}
+      {%- set source = '(select * from ' ~ relation ~ ' where ' ~ key ~ ' in (select ' ~ key ~ ' from '
+                       ~ rows_past(relation, holder) ~ '))' -%}
+    {%- elif holder is not none -%}
       {%- set source = rows_past(relation, holder) -%}
     {%- endif -%}
   {%- endif -%}
@@ -115,10 +124,24 @@
 {% endmacro %}
 
 
+{#-
+  The mark moves by what this build examined (the same records `examined_past` gave the model:
+  the post-hook runs before the mark changes), not by a scan of the whole relation: the raw
+  table's 10M records took 0.17 s a build to say what was already known. A full refresh scans
+  the whole relation, as it examined all of it.
+-#}
 {% macro record_examined(relation, coordinates=('kafka_generation', 'kafka_partition', 'kafka_offset')) %}
   {%- set generation, partition, offset = coordinates -%}
-  create or replace table {{ examined_relation() }} as
+  {%- set examined = examined_relation() -%}
+  {%- set held = adapter.get_relation(database=examined.database, schema=examined.schema, identifier=examined.identifier) if execute and not flags.FULL_REFRESH else none -%}
+  create or replace table {{ examined }} as
   select coalesce({{ generation }}, 0) as kafka_generation, {{ partition }} as kafka_partition, max({{ offset }}) as kafka_offset
-  from {{ relation }} as examined
+  from (
+    select {{ generation }}, {{ partition }}, {{ offset }} from {{ rows_past(relation, held, coordinates) }} as new_records
+    {%- if held is not none %}
+    union all
+    select kafka_generation, kafka_partition, kafka_offset from {{ held }}
+    {%- endif %}
+  ) as examined
   group by all
 {% endmacro %}
