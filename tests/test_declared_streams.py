@@ -134,7 +134,7 @@ def test_the_built_in_streams_are_declared_the_same_way_with_what_only_they_need
     assert {c.declared.path for c in contracts} == {BUILT_IN_DIR / f"{c.stream}.yml" for c in contracts}
     by_topic = {c.topic: c for c in contracts}
     cms_contract = by_topic["cms.provider_services"]
-    assert cms_contract.aliases == cms.ALIASES and cms_contract.headers == (cms.DATA_YEAR_HEADER,)
+    assert cms_contract.aliases == cms.ALIASES and cms_contract.headers == ("data_year",)
     assert by_topic["redis-server"].raw_json and not by_topic["redis-server"].schema.names
     assert by_topic["prices"].suites == ("raw_prices",) and by_topic["prices"].event_time == "ts"
     # They ship their own staging models: nothing is generated for them.

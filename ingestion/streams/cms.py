@@ -90,7 +90,6 @@ def _aliases() -> dict[str, tuple[str, ...]]:
 # Field -> its lower-case spellings: what staging and the quality gate read a row through.
 ALIASES = _aliases()
 
-DATA_YEAR_HEADER = "data_year"
 SYNTHETIC_YEAR = 2023  # the latest data year CMS has published
 
 _YEAR_PATTERNS = (
@@ -371,10 +370,14 @@ def _as_new(legacy: list[str], provider: _Provider, rng: random.Random) -> list[
     ]  # fmt: skip
 
 
-def __getattr__(name: str) -> Contract:
-    # The contract is declared in cms.yml; this name reads it from the registry.
+def __getattr__(name: str) -> Contract | str:
+    # The contract is declared in cms.yml, and with it the one header a row's data year travels
+    # in (`headers:`, which staging reads as `_header_<name>`): these names read the registry.
     from ingestion.streams import contract
 
     if name == "CONTRACT":
         return contract("cms.provider_services")
+    if name == "DATA_YEAR_HEADER":
+        (header,) = contract("cms.provider_services").headers
+        return header
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
