@@ -47,10 +47,11 @@ def code_fingerprint() -> tuple:
     streams = os.environ.get("LAKEHOUSE_STREAMS_DIR")
     if streams:
         folders.append(Path(streams).expanduser())
+    skip = {"__pycache__", *NOT_CODE}
     return tuple(
         (str(path), stat.st_mtime_ns, stat.st_size)
         for folder in folders
-        for path, stat in _files(folder, skip={"__pycache__", *NOT_CODE})
+        for path, stat in _files(folder, skip)
         if path.suffix in CODE_SUFFIXES
     )
 

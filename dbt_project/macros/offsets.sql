@@ -116,11 +116,19 @@
 {% endmacro %}
 
 
+{#- The model's mark as it stands, or none: before it examined anything, and in a full refresh. -#}
+{% macro examined_mark() %}
+  {%- set examined = examined_relation() -%}
+  {%- if not execute or flags.FULL_REFRESH -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {{ return(adapter.get_relation(database=examined.database, schema=examined.schema, identifier=examined.identifier)) }}
+{% endmacro %}
+
+
 {#- The records of `relation` past those the model has examined; all of them before it examined any. -#}
 {% macro examined_past(relation, coordinates=('kafka_generation', 'kafka_partition', 'kafka_offset')) %}
-  {%- set examined = examined_relation() -%}
-  {%- set held = adapter.get_relation(database=examined.database, schema=examined.schema, identifier=examined.identifier) if execute else none -%}
-  {{ return(rows_past(relation, held, coordinates)) }}
+  {{ return(rows_past(relation, examined_mark(), coordinates)) }}
 {% endmacro %}
 
 
@@ -132,9 +140,8 @@
 -#}
 {% macro record_examined(relation, coordinates=('kafka_generation', 'kafka_partition', 'kafka_offset')) %}
   {%- set generation, partition, offset = coordinates -%}
-  {%- set examined = examined_relation() -%}
-  {%- set held = adapter.get_relation(database=examined.database, schema=examined.schema, identifier=examined.identifier) if execute and not flags.FULL_REFRESH else none -%}
-  create or replace table {{ examined }} as
+  {%- set held = examined_mark() -%}
+  create or replace table {{ examined_relation() }} as
   select coalesce({{ generation }}, 0) as kafka_generation, {{ partition }} as kafka_partition, max({{ offset }}) as kafka_offset
   from (
     select {{ generation }}, {{ partition }}, {{ offset }} from {{ rows_past(relation, held, coordinates) }} as new_records
