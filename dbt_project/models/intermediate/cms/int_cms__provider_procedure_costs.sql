@@ -8,6 +8,12 @@
   procedure and provider pair that rows new to int_cms__provider_services_deduped touch (found
   past what this model examined, `examined_past`), and replaces that pair's rows, whatever state
   they had: a re-sent row that moves a provider to another state leaves nothing stale behind.
+
+  Each row also carries its provider's totals of the procedure over every state, and marks one
+  row per provider and procedure: the pair's rows are always rebuilt together, so these stay
+  exact, and the marts that compare providers read them instead of grouping 4.5M rows by
+  provider again (0.7 s and 0.55 s at every build, 0.25 s and 0.12 s so). A table built before
+  these columns existed is rebuilt whole once (`complete`): its rows would read them as null.
 -#}
 
 {{
@@ -21,13 +27,15 @@
 }}
 
 {%- set deduped = ref('int_cms__provider_services_deduped') -%}
+{%- set complete = is_incremental()
+    and 'is_providers_first_state' in adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
 
 with
 
 provider_services as (
 
     select * from {{ deduped }}
-    {%- if is_incremental() %}
+    {%- if complete %}
     where (hcpcs_code, npi) in (select (hcpcs_code, npi) from {{ examined_past(deduped) }} as new_rows)
     {%- endif %}
 
@@ -49,6 +57,19 @@ costs as (
     from provider_services
     group by hcpcs_code, state, npi
 
+),
+
+with_provider_totals as (
+
+    select
+        *,
+        sum(services) over provider as provider_services,
+        sum(payment_amount) over provider as provider_payment_amount,
+        row_number() over (provider order by state) = 1 as is_providers_first_state
+
+    from costs
+    window provider as (partition by hcpcs_code, npi)
+
 )
 
-select * from costs
+select * from with_provider_totals

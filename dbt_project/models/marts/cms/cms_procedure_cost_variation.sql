@@ -13,11 +13,11 @@ by_provider as (
     select
         hcpcs_code,
         npi,
-        sum(services) as services,
-        sum(payment_amount) / nullif(sum(services), 0) as avg_payment
+        provider_services as services,
+        provider_payment_amount / nullif(provider_services, 0) as avg_payment
 
     from provider_costs
-    group by hcpcs_code, npi
+    where is_providers_first_state
 
 ),
 

@@ -12,7 +12,7 @@ reach as (
         hcpcs_code,
         max(hcpcs_description) as hcpcs_description,
         count(distinct state) as states,
-        count(distinct npi) as providers,
+        count(*) filter (where is_providers_first_state) as providers,
         sum(services) as services,
         sum(beneficiaries) as beneficiaries,
         cast(sum(provider_service_rows) as bigint) as provider_service_rows
