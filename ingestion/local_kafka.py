@@ -207,6 +207,21 @@ def start(port: int | None = None, timeout_s: float = 90.0) -> BrokerStatus:
     raise LocalKafkaError(f"the Kafka broker did not answer on port {port} within {timeout_s:.0f} s; see {logs}")
 
 
+def sigterm_disposition(pid: int) -> str:
+    """How a process treats SIGTERM, by the kernel's masks in /proc: a JVM started with SIGTERM
+    ignored or blocked never runs its shutdown hooks, and only SIGKILL stops it."""
+    bit = 1 << (signal.SIGTERM - 1)
+    try:
+        fields = dict(
+            line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line
+        )
+        states = [name for name, key in (("blocked", "SigBlk"), ("ignored", "SigIgn"), ("handled", "SigCgt"))
+                  if int(fields[key], 16) & bit]  # fmt: skip
+    except (OSError, KeyError, ValueError):
+        return "unknown"
+    return ", ".join(states) or "default"
+
+
 def stop(timeout_s: float = 30.0) -> bool:
     """Stop the broker this home started: SIGTERM, then SIGKILL after the timeout. False if none ran."""
     _, _, pid_file = _paths()
@@ -219,7 +234,12 @@ def stop(timeout_s: float = 30.0) -> bool:
     while time.monotonic() < deadline and _pid_alive(pid):
         time.sleep(0.2)
     if _pid_alive(pid):
-        log.warning("Kafka (pid %s) did not stop within %.0f s; killing it", pid, timeout_s)
+        log.warning(
+            "Kafka (pid %s) did not stop within %.0f s of SIGTERM (which it has %s); killing it",
+            pid,
+            timeout_s,
+            sigterm_disposition(pid),
+        )
         os.kill(pid, signal.SIGKILL)
         while _pid_alive(pid):
             time.sleep(0.1)
