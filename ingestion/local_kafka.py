@@ -184,7 +184,11 @@ def start(port: int | None = None, timeout_s: float = 90.0) -> BrokerStatus:
             raise LocalKafkaError(f"could not format the Kafka data folder {data_dir}: {formatted.stderr.strip()}")
     with open(logs / "stdout.log", "ab") as out:
         proc = subprocess.Popen(
-            [*jvm, "kafka.Kafka", str(props)],
+            # A JVM started with SIGTERM ignored never runs its shutdown hooks, and `stop()` must
+            # kill it. The ignore is inherited: a process whose parent ignores SIGINT (nohup, a
+            # non-interactive shell's background job) and that runs Dagster in process has
+            # SIGTERM ignored too, since Dagster maps SIGTERM to SIGINT's handler.
+            ["env", "--default-signal=TERM", *jvm, "kafka.Kafka", str(props)],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

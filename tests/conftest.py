@@ -7,7 +7,6 @@ import os
 import random
 import socket
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,14 +107,7 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lake_home: Path)
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     local_kafka.start()
     yield f"127.0.0.1:{port}"
-    # A broker restarted by the test after a SIGKILL has taken 30 s to stop in full suite runs
-    # (never alone): say how it held SIGTERM, to find out why.
-    pid, began = local_kafka.status().pid, time.monotonic()
-    disposition = local_kafka.sigterm_disposition(pid) if pid else "no broker"
     local_kafka.stop()
-    if (took := time.monotonic() - began) > 10:
-        message = f"this test's broker (pid {pid}) took {took:.0f} s to stop; it had SIGTERM {disposition}"
-        warnings.warn(message, stacklevel=1)
 
 
 def recreate_topics(bootstrap: str, *topics: str, partitions: int = 3) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from ingestion.local_kafka import server_properties
-from tests.cli import run
+from tests.cli import LAKEHOUSE, run
 from tests.conftest import free_port_pair
 
 
@@ -59,3 +60,25 @@ def test_an_external_cluster_is_used_as_is_and_nothing_is_started(tmp_path):
     assert result.returncode == 0
     assert "using broker.example:9093" in result.stdout
     assert not (tmp_path / "kafka").exists()
+
+
+@pytest.mark.integration
+def test_a_broker_started_by_a_process_that_ignores_sigterm_still_stops_on_it(tmp_path):
+    """A process whose parent ignores SIGINT (nohup, a background job of a script) and that ran
+    Dagster in process has SIGTERM ignored (Dagster maps SIGTERM to SIGINT's handler); a broker
+    it starts must not inherit that, or `stop` can only kill it, 30 s later."""
+    from ingestion.local_kafka import sigterm_disposition
+
+    port = free_port_pair()
+    env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_KAFKA_PORT": str(port)}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    ignoring = subprocess.run(
+        ["bash", "-c", f'trap "" TERM; exec "{LAKEHOUSE}" kafka start'], env=env, capture_output=True, text=True
+    )
+    try:
+        assert ignoring.returncode == 0, ignoring.stderr
+        pid = int((tmp_path / "kafka" / "broker.pid").read_text())
+        assert sigterm_disposition(pid) == "handled"
+    finally:
+        stopped = run("kafka", "stop", env=env, timeout=180)
+    assert stopped.returncode == 0 and "did not stop" not in stopped.stderr
