@@ -73,7 +73,11 @@ def test_a_broker_started_by_a_process_that_ignores_sigterm_still_stops_on_it(tm
     env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_KAFKA_PORT": str(port)}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     ignoring = subprocess.run(
-        ["bash", "-c", f'trap "" TERM; exec "{LAKEHOUSE}" kafka start'], env=env, capture_output=True, text=True
+        ["bash", "-c", f'trap "" TERM; exec "{LAKEHOUSE}" kafka start'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     try:
         assert ignoring.returncode == 0, ignoring.stderr
