@@ -11,7 +11,10 @@ import contextlib
 import io
 import logging
 import re
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -100,6 +103,24 @@ def build_stream(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
     return result
 
 
+@contextlib.contextmanager
+def sigterm_kept() -> Iterator[None]:
+    """Leave SIGTERM as it was before a job ran in this process.
+
+    Dagster, running a job in process, hands SIGTERM whatever SIGINT does and leaves it so: in a
+    process started with SIGINT ignored (a CI job, `nohup`, a script's `&`), SIGTERM was ignored
+    from then on, and `kill` no longer stopped the command, nor the broker it went on to start.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def _run_pipeline(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
     import dagster as dg
 
@@ -115,7 +136,7 @@ def _run_pipeline(stream: str, contracts: tuple[Contract, ...]) -> StreamBuild:
     )
     level = "DEBUG" if log.isEnabledFor(logging.DEBUG) else "WARNING"
     said = _DbtLines()
-    with contextlib.redirect_stdout(said):
+    with contextlib.redirect_stdout(said), sigterm_kept():
         run = subset.execute_in_process(
             instance=dg.DagsterInstance.ephemeral(),
             run_config={"loggers": {"console": {"config": {"log_level": level}}}},
