@@ -218,23 +218,31 @@ def combine(outcomes: list[SuiteOutcome], sample_size: int = 10) -> SuiteOutcome
 def _as_suite_reads(
     frame: pd.DataFrame, meta: Mapping[str, Any], aliases: Mapping[str, tuple[str, ...]] | None
 ) -> pd.DataFrame:
-    if aliases:
-        frame = _by_field(frame, aliases)
-    for column, values in meta.get("skip_rows_where", {}).items():
-        if column in frame.columns:
-            frame = frame[~frame[column].isin(values)]
+    """The rows as the suite reads them, built in one pass: each filter or `assign` copied every
+    column of a wide frame of Python strings, 3 s per 250,000 CMS rows."""
+    columns = _by_field(frame, aliases) if aliases else {column: frame[column] for column in frame.columns}
+    skipped = [
+        columns[column].isin(values) for column, values in meta.get("skip_rows_where", {}).items() if column in columns
+    ]
     for column in meta.get("read_as_numbers", []):
-        if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):
+        if column in columns and not pd.api.types.is_numeric_dtype(columns[column]):
             # Portal exports quote numbers with thousands separators ("1,101.68"); text that is
             # still not a number becomes null, and the suite's not-null expectation names it.
-            text = frame[column].astype("string").str.replace(",", "", regex=False).str.strip()
-            frame = frame.assign(**{column: pd.to_numeric(text, errors="coerce")})
-    return frame
+            text = columns[column].astype("string").str.replace(",", "", regex=False).str.strip()
+            columns[column] = pd.to_numeric(text, errors="coerce")
+    # Not consolidated into one block per type (a copy of every string column, 0.4 s); the
+    # rows are filtered, copying them, only where a row is skipped, which is rare.
+    read = pd.DataFrame(columns, index=frame.index, copy=False)
+    if skipped and (skip := pd.concat(skipped, axis=1).any(axis=1).to_numpy()).any():
+        return read[~skip].reset_index(drop=True)
+    read.index = pd.RangeIndex(len(read))  # a new frame's own axis: the rows are GX's by position
+    return read
 
 
-def _by_field(frame: pd.DataFrame, aliases: Mapping[str, tuple[str, ...]]) -> pd.DataFrame:
+def _by_field(frame: pd.DataFrame, aliases: Mapping[str, tuple[str, ...]]) -> dict[str, pd.Series]:
     """Each field under its one name: the first non-null of its spellings (case-insensitive; a
-    reader that met two spellings differing only in case suffixes the second one `_1`)."""
+    reader that met two spellings differing only in case suffixes the second one `_1`), after the
+    frame's own `_` columns."""
     spelled: dict[str, list[str]] = {}
     for column in frame.columns:
         name = column.lower()
@@ -242,7 +250,7 @@ def _by_field(frame: pd.DataFrame, aliases: Mapping[str, tuple[str, ...]]) -> pd
         for field_name, spellings in aliases.items():
             if name in spellings or base in spellings:
                 spelled.setdefault(field_name, []).append(column)
-    fields = {}
+    fields = {column: frame[column] for column in frame.columns if column.startswith("_")}
     for field_name in aliases:
         columns = spelled.get(field_name, [])
         if not columns:
@@ -251,8 +259,7 @@ def _by_field(frame: pd.DataFrame, aliases: Mapping[str, tuple[str, ...]]) -> pd
             fields[field_name] = frame[columns[0]]
         else:
             fields[field_name] = frame[columns].bfill(axis=1).iloc[:, 0]
-    meta = [c for c in frame.columns if c.startswith("_")]
-    return pd.concat([frame[meta], pd.DataFrame(fields, index=frame.index)], axis=1)
+    return fields
 
 
 def _cell(value: Any) -> str:
@@ -304,9 +311,8 @@ def validate_suite(
 
     import great_expectations as gx
 
-    frame = frame.reset_index(drop=True)
     gx_suite = gx.ExpectationSuite(name=document["name"], expectations=document["expectations"])
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": _what_gx_reads(frame, document)})
     result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
 
     outcomes: list[ExpectationOutcome] = []
@@ -352,6 +358,22 @@ def validate_suite(
         failures=pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(columns=_FAILURE_COLUMNS),
         mostly_min_rows=min_rows,
     ).decide()
+
+
+def _what_gx_reads(frame: pd.DataFrame, document: Mapping[str, Any]) -> pd.DataFrame:
+    """Only the columns the expectations name, where nothing else can matter to them, in one
+    block per type: GX filters and copies the whole frame for each expectation, and the CMS rows
+    carry 37 columns, 25 of them Python strings, of which its suite reads 12 (a third of the
+    gate's time went to those copies). An expectation on the table's columns, or with a row
+    condition, sees them all."""
+    named: set[str] = set()
+    for expectation in document["expectations"]:
+        kwargs = expectation.get("kwargs") or {}
+        if expectation["type"].startswith("expect_table_column") or kwargs.get("row_condition"):
+            named = set()
+            break
+        named.update(_columns(kwargs))
+    return frame[[column for column in frame.columns if column in named or not named]].copy()
 
 
 def _check_declared(suite: str, expectation: Mapping[str, Any]) -> None:

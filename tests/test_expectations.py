@@ -119,6 +119,19 @@ def test_a_table_level_expectation_blocks_by_default_and_can_only_warn_otherwise
     assert not warned.blocked and warned.warned
 
 
+def test_an_expectation_on_the_tables_columns_sees_every_column_others_only_name_theirs():
+    columns = {
+        "type": "expect_table_columns_to_match_set",
+        "kwargs": {"column_set": ["_kafka_partition", "_kafka_offset", "ts", "symbol", "price"]},
+    }
+    symbols = {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "symbol", "value_set": ["AAPL"]}}
+    assert validate_suite(ticks(("AAPL", 1.0)), {"name": "shape", "expectations": [columns, symbols]}).success
+
+    outcome = validate_suite(ticks(("AAPL", 1.0), ("XXX", 2.0)), {"name": "symbols", "expectations": [symbols]})
+    # the sample still shows the whole row, not only what the suite read
+    assert outcome.failing_sample[["_kafka_offset", "symbol", "price"]].values.tolist() == [[1, "XXX", 2.0]]
+
+
 def test_a_row_level_expectation_may_be_declared_to_block():
     suite = {
         "name": "strict",
