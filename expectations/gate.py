@@ -84,13 +84,15 @@ def publish_read_snapshots(settings: Settings, contracts: Iterable[Contract]) ->
     """Name, per topic, the raw snapshot staging reads (`raw_source()` in dbt_project/macros/gates.sql):
     the oldest snapshot that every one of its gates has passed, or the current one for a topic
     without gates; none while a gate has passed nothing yet. With it go the topic (for the rows
-    its gates set aside) and the contract's field spellings (`spellings()`), so SQL never keeps
-    a copy of either."""
+    its gates set aside), the contract's field spellings (`spellings()`) and its header columns
+    (`header_column()`), so SQL never keeps a copy of any."""
     for contract in contracts:
         tables = TopicTables.load(settings, contract.topic)
         document: dict = {"topic": contract.topic}
         if contract.aliases:  # the spellings staging reads each field under (the CMS files')
             document["spellings"] = {name: list(spellings) for name, spellings in contract.aliases.items()}
+        if contract.headers:  # the column each Kafka header is kept in (a CMS row's data year)
+            document["headers"] = {name: contract.header_column(name) for name in contract.headers}
         if tables is not None:
             # The newest metadata names every snapshot the table still has, and its schema.
             document["metadata_location"] = tables.raw.metadata_location

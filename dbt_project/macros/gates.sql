@@ -34,6 +34,13 @@
 {% endmacro %}
 
 
+{#- The column the raw table keeps a Kafka header in, as its contract names it (`headers` in
+    ingestion/streams/cms.yml for CMS); none when the model is parsed, not run. -#}
+{% macro header_column(table, header) %}
+  {{ return(read_document(table).get('headers', {}).get(header)) }}
+{% endmacro %}
+
+
 {#- DuckDB's scan of the snapshot staging reads; with no snapshot passed yet, none of the table's
     rows (its columns still there), and with no table yet, no row of the drain's metadata columns,
     so a stream whose other topics have data still builds. -#}

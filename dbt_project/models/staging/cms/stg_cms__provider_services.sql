@@ -16,7 +16,7 @@ spelled as (
         {%- for field, names in spellings('cms_provider_services').items() %}
         {{ spelled_text(columns, names) }} as {{ field }},
         {%- endfor %}
-        {{ spelled(columns, ['_header_data_year']) }} as data_year,
+        {{ spelled(columns, [header_column('cms_provider_services', 'data_year')]) }} as data_year,
         _generation,
         _kafka_partition,
         _kafka_offset,
