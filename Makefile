@@ -24,10 +24,15 @@ kafka-jars: .venv/.synced
 demo: setup
 	$(RUN) lakehouse demo
 
+# The tests run in two processes side by side (one per core: they wait on brokers, Dagster and
+# dbt as much as they compute), a test file to a process, each with its own broker; those marked
+# serial then run alone. Exit status 5 is pytest's "no test selected" (PYTEST_ARGS chose none).
+PYTEST_WORKERS ?= 2
 test: setup
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(RUN) pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Other engines read the lake: Spark (pyspark, 456 MB, only in the uv group interop) over its catalog.
 # `uv run` adds the group without removing anything, and `make test` ignores tests/interop.

@@ -176,6 +176,7 @@ def own_mart():
 
 
 @pytest.mark.integration
+@pytest.mark.serial  # its mart is a file of the project, which every dbt parse meanwhile would read
 def test_a_stream_never_seen_is_drained_gated_staged_and_shown_from_its_file_alone(
     kafka_env, lake_home, tmp_path, monkeypatch, own_mart
 ):

@@ -107,14 +107,26 @@ def _finished(home: Path, run_id: str, timeout_s: float) -> str:
     return "not finished"
 
 
+def _processes_of_home(home: Path) -> list[int]:
+    """The processes whose environment names this lake home: the UI's children, whatever they
+    run, and none of another test's (the suite runs tests side by side)."""
+    mine = f"LAKEHOUSE_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and mine in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
+
+
 def test_sigterm_stops_the_ui_and_everything_it_started(ui):
-    port, _, proc = ui
+    port, home, proc = ui
+    assert len(_processes_of_home(home)) > 1  # the webserver, the daemon, the code server...
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     assert not wait_for_http(f"http://127.0.0.1:{port}/server_info", timeout_s=2)
     leftovers = subprocess.run(["pgrep", "-f", f"dagster.*{port}"], capture_output=True, text=True).stdout.split()
     assert leftovers == []
-    workers = subprocess.run(
-        ["pgrep", "-f", "--", "-m orchestration[.]run_worker$"], capture_output=True, text=True
-    ).stdout
-    assert workers.split() == []
+    assert _processes_of_home(home) == []  # the warm run worker too
