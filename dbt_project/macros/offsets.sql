@@ -21,7 +21,7 @@
   {%- endif -%}
   {%- set generation_column, partition_column, offset_column = coordinates -%}
   {#- A table built before topic generations has no kafka_generation yet: all of it is generation 0. -#}
-  {%- set has_generation = 'kafka_generation' in adapter.get_columns_in_relation(holder) | map(attribute='name') | list -%}
+  {%- set has_generation = has_column(holder, 'kafka_generation') -%}
   {%- set held = run_query(
       "select " ~ ("coalesce(kafka_generation, 0)" if has_generation else "0") ~ ", kafka_partition, max(kafka_offset) from "
       ~ holder ~ " group by all order by 1, 2"

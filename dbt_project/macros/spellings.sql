@@ -15,6 +15,12 @@
 {% endmacro %}
 
 
+{#- Whether a built relation has a column: a table an earlier version built may lack one. -#}
+{% macro has_column(relation, column) %}
+  {{ return(column in adapter.get_columns_in_relation(relation) | map(attribute='name') | list) }}
+{% endmacro %}
+
+
 {% macro spelled(columns, spellings) %}
   {%- set found = [] -%}
   {%- for column in columns -%}

@@ -27,8 +27,7 @@
 }}
 
 {%- set deduped = ref('int_cms__provider_services_deduped') -%}
-{%- set complete = is_incremental()
-    and 'is_providers_first_state' in adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+{%- set complete = is_incremental() and has_column(this, 'is_providers_first_state') -%}
 
 with
 
