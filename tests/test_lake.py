@@ -263,3 +263,26 @@ def test_a_second_drain_of_the_same_topic_waits_for_the_lock_or_refuses(lake_hom
         pass
     with lake.topic_lock(s, "prices", wait_s=0.3):
         pass  # released by the first holder
+
+
+# Every type a raw table holds, a row of values and a row of nulls: DuckDB picks nullable pandas
+# types only for a batch that has nulls, so both kinds of batch are read.
+EVERY_TYPE = """
+    select * from (values
+        (1, 3::bigint, 2.5::double, 1.5::decimal(10, 2), true, date '2024-01-02',
+         timestamp '2024-01-01 10:00:00', '2024-01-01 10:00:00+00'::timestamptz, 'x', '', ['a'], {'a': 1}),
+        (null, null, null, null, null, null, null, null, null, null, null, null)
+    ) as rows(i, bi, f, d, b, dt, ts, tstz, s, blank, l, st)
+"""
+
+
+@pytest.mark.parametrize("where", ["true", "i is not null"])
+def test_raw_rows_reach_pandas_exactly_as_duckdb_itself_converts_them(where):
+    import duckdb
+    import pandas as pd
+
+    con = duckdb.connect()
+    sql = f"select * from ({EVERY_TYPE}) where {where}"
+    batch = con.execute(sql).fetch_record_batch(100).read_next_batch()
+
+    pd.testing.assert_frame_equal(lake.as_pandas(batch), con.execute(sql).fetch_df())
