@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -41,6 +42,16 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+@pytest.fixture(autouse=True)
+def sigterm_as_it_was() -> Iterator[None]:
+    """A test that runs a Dagster job in this process hands SIGTERM whatever SIGINT does, which is
+    to be ignored where the test run started with SIGINT ignored (a CI job in the background):
+    every process a later test started would then ignore SIGTERM."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
 
 
 @pytest.fixture(scope="session")
