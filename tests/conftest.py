@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -46,12 +45,13 @@ def _bindable(port: int) -> bool:
 
 @pytest.fixture(autouse=True)
 def sigterm_as_it_was() -> Iterator[None]:
-    """A test that runs a Dagster job in this process hands SIGTERM whatever SIGINT does, which is
-    to be ignored where the test run started with SIGINT ignored (a CI job in the background):
-    every process a later test started would then ignore SIGTERM."""
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
+    """A test that runs a Dagster job in this process would leave SIGTERM ignored where the test
+    run started with SIGINT ignored (a CI job in the background), and so every process a later
+    test started: the build's own guard puts it back after each test."""
+    from orchestration.commands.build import sigterm_kept
+
+    with sigterm_kept():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -109,7 +109,7 @@ def sigterm_kept() -> Iterator[None]:
 
     Dagster, running a job in process, hands SIGTERM whatever SIGINT does and leaves it so: in a
     process started with SIGINT ignored (a CI job, `nohup`, a script's `&`), SIGTERM was ignored
-    from then on, and `kill` no longer stopped the command, nor the broker it went on to start.
+    from then on, and `kill` no longer stopped the command, nor any process it went on to start.
     """
     if threading.current_thread() is not threading.main_thread():  # only it may set handlers
         yield
