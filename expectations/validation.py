@@ -370,10 +370,11 @@ def _what_gx_reads(frame: pd.DataFrame, document: Mapping[str, Any]) -> pd.DataF
     for expectation in document["expectations"]:
         kwargs = expectation.get("kwargs") or {}
         if expectation["type"].startswith("expect_table_column") or kwargs.get("row_condition"):
-            named = set()
-            break
+            return frame.copy()
         named.update(_columns(kwargs))
-    return frame[[column for column in frame.columns if column in named or not named]].copy()
+    if not named:  # only table-level expectations, such as a row count
+        return frame.copy()
+    return frame[[column for column in frame.columns if column in named]].copy()
 
 
 def _check_declared(suite: str, expectation: Mapping[str, Any]) -> None:
